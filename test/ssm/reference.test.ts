@@ -15,7 +15,7 @@ import {
   selectiveScanSequential,
 } from '../../src/ssm/reference/selectiveScan.ts';
 import { type SsdInputs, ssdChunked, ssdQuadratic, ssdSequential } from '../../src/ssm/reference/ssd.ts';
-import { array, normal, type Rand, rngFor, SEED, sliceL, tracker, uniform } from './helpers.ts';
+import { array, normal, type Rand, rngFor, SEED, sliceL, tracker, uniform } from '../helpers/random.ts';
 
 // ---------------------------------------------------------------- discretization
 

@@ -36,7 +36,7 @@ export function array(len: number, draw: () => number): Float64Array {
 }
 
 /** max |got − want| / max |want| (absolute when want is all zeros). */
-export function relDiff(got: Float64Array, want: Float64Array): number {
+export function relDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
   assert.equal(got.length, want.length);
   let diff = 0;
   let scale = 0;

@@ -1,0 +1,77 @@
+// The Backend interface: memory (upload, read, write) and the named kernels that the models are
+// written against. A backend owns its tensors; models never touch their memory directly, so the
+// same model code runs on the CPU backend (plain TypeScript, the executable spec) and on GPUs.
+//
+// Kernels enqueue work and return their outputs synchronously; only `read` waits. Recurrent state
+// tensors passed to the sequence kernels (conv1d, selectiveScan, ssd) are read as the state before
+// the first position and overwritten with the state after the last, so one kernel serves a whole
+// prompt (l tokens) and a decoding step (l = 1) alike.
+//
+// Dimension letters (DESIGN.md): b batch, l length, t = b·l tokens, d model width or channels,
+// n state, h heads, p head dim, g groups, k kernel width / reduction length.
+
+import type { DType, Shape, Tensor } from '../core/tensor.ts';
+
+export interface SelectiveScanArgs {
+  u: Tensor; // (b, l, d)    input after conv + SiLU
+  delta: Tensor; // (b, l, d) Δ before bias and softplus
+  deltaBias: Tensor; // (d)
+  A: Tensor; // (d, n)        A = -exp(A_log)
+  B: Tensor; // (b, l, n)
+  C: Tensor; // (b, l, n)
+  D: Tensor; // (d)
+  z: Tensor; // (b, l, d)     gate: y · SiLU(z)
+  state: Tensor; // (b, d, n) in/out
+}
+
+export interface SsdArgs {
+  x: Tensor; // (b, l, h·p)
+  dt: Tensor; // (b, l, h)     Δ before bias, softplus and clamp
+  dtBias: Tensor; // (h)
+  dtLimit: readonly [number, number];
+  A: Tensor; // (h)            A = -exp(A_log)
+  B: Tensor; // (b, l, g·n)
+  C: Tensor; // (b, l, g·n)
+  D: Tensor; // (h)
+  state: Tensor; // (b, h, p, n) in/out
+  chunkSize: number; // q
+}
+
+export interface Backend {
+  readonly name: string;
+
+  upload(data: Float32Array | Int32Array, shape: Shape): Tensor;
+  zeros(shape: Shape, dtype?: DType): Tensor;
+  read(tensor: Tensor): Promise<Float32Array | Int32Array>;
+  /** A tensor with the same data and a new shape of the same size. */
+  reshape(tensor: Tensor, shape: Shape): Tensor;
+
+  /** (t) i32 ids, (v, d) table → (t, d). Ids are checked by the caller. */
+  embedding(ids: Tensor, weight: Tensor): Tensor;
+  /** (t, k) · (n, k)ᵀ + bias (n) → (t, n): the layout of torch.nn.Linear. */
+  linear(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor;
+  /** Splits the last axis: (…, c) → [(…, sizes[0]), (…, sizes[1]), …], Σ sizes = c. */
+  split(x: Tensor, sizes: readonly number[]): Tensor[];
+  /** residual' = x + residual (or x alone), normed = RMSNorm(residual') · weight. */
+  addRmsNorm(
+    x: Tensor,
+    residual: Tensor | null,
+    weight: Tensor,
+    eps: number,
+  ): { residual: Tensor; normed: Tensor };
+  /** Causal depthwise conv over l: x (b, l, c), weight (c, w), bias (c), state (b, c, w-1) in/out. */
+  causalConv1d(x: Tensor, weight: Tensor, bias: Tensor | null, state: Tensor, silu: boolean): Tensor;
+  /** Mamba's fused S6 scan: Δ = softplus(delta + bias), y = (C·h + D u) · SiLU(z) → (b, l, d). */
+  selectiveScan(args: SelectiveScanArgs): Tensor;
+  /** Mamba-2's chunked SSD: y = SSD(x, Δ, A, B, C) + D x → (b, l, h·p). */
+  ssd(args: SsdArgs): Tensor;
+  /** Mamba-2's gated RMSNorm over groups of `groupSize` channels: (t, c), (t, c) → (t, c). */
+  gatedRmsNorm(
+    y: Tensor,
+    z: Tensor,
+    weight: Tensor,
+    eps: number,
+    groupSize: number,
+    normBeforeGate: boolean,
+  ): Tensor;
+}

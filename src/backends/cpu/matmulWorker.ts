@@ -1,0 +1,67 @@
+// Worker thread of the linear() pool (threads.ts): waits for a job in the shared control block,
+// marks itself BUSY, claims column chunks from the top and runs linearCols on them, reading x and
+// bias from the shared arena and writing out there; then clears BUSY. SharedArrayBuffers arrive
+// once each on a MessagePort, read synchronously with receiveMessageOnPort whenever ctrl[POSTED]
+// is ahead of what this worker has consumed. Never returns to its event loop.
+
+import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { linearCols } from './matmul.ts';
+import {
+  A_ID,
+  B_OFF,
+  BUSY,
+  claim,
+  FAILED,
+  K,
+  M,
+  N,
+  O_OFF,
+  POSTED,
+  READY,
+  SEQ,
+  W_ID,
+  W_OFF,
+  WIDTH,
+  waitWhile,
+} from './threads.ts';
+
+const { ctrl, port } = workerData as { ctrl: Int32Array; port: MessagePort };
+const views = new Map<number, Float32Array>();
+let consumed = 0;
+
+function view(id: number): Float32Array {
+  while (consumed < Atomics.load(ctrl, POSTED)) {
+    const msg = receiveMessageOnPort(port);
+    if (msg === undefined) break;
+    const { id: got, sab } = msg.message as { id: number; sab?: SharedArrayBuffer };
+    if (sab === undefined) views.delete(got);
+    else views.set(got, new Float32Array(sab, 0, sab.byteLength >> 2));
+    consumed++;
+  }
+  const v = views.get(id);
+  if (v === undefined) throw new Error(`matmulWorker: unknown buffer ${id}`);
+  return v;
+}
+
+const claimHigh = () => claim(ctrl, false);
+
+Atomics.add(ctrl, READY, 1);
+Atomics.notify(ctrl, READY);
+for (let seq = 0; ; ) {
+  seq = waitWhile(ctrl, SEQ, seq);
+  Atomics.add(ctrl, BUSY, 1);
+  try {
+    const first = claimHigh();
+    if (first >= 0) {
+      const arena = view(ctrl[A_ID]);
+      const bOff = ctrl[B_OFF];
+      const w = view(ctrl[W_ID]);
+      const bias = bOff < 0 ? null : arena;
+      const [m, n, k, width] = [ctrl[M], ctrl[N], ctrl[K], ctrl[WIDTH]];
+      linearCols(arena, ctrl[O_OFF], arena, 0, w, ctrl[W_OFF], bias, bOff, m, n, k, width, first, claimHigh);
+    }
+  } catch {
+    Atomics.store(ctrl, FAILED, 1);
+  }
+  if (Atomics.sub(ctrl, BUSY, 1) === 1) Atomics.notify(ctrl, BUSY);
+}

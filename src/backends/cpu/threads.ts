@@ -1,0 +1,241 @@
+// Worker pool for linear(): the main thread and the workers share out the n output columns of one
+// call, synchronously, through a shared Int32Array control block; no postMessage per call, so a
+// dispatch costs ~2 µs. Protocol: the main thread writes the job, stores the chunk word
+// NEXT = lo | hi << 8 (column chunks [lo, hi) unclaimed), bumps SEQ and notifies. Each worker,
+// polling SEQ for SPIN_MS after its last job and then asleep in Atomics.wait, increments BUSY,
+// claims chunks from the top (hi − 1, by CAS), reads the job and computes them, then decrements BUSY;
+// the main thread claims from the bottom (lo) and computes straight into the caller's arrays, then
+// waits for BUSY = 0. Dynamic chunks keep a worker that is descheduled or slow to wake (a busy or
+// virtualised machine) from stalling the call: the main thread simply takes its chunks. A claim
+// succeeds only on a published word and the job is not rewritten while a claimer is BUSY, so a
+// late worker can only ever join the current job.
+//
+// Arrays. Only w must live in a SharedArrayBuffer (sharedF32); x, bias and out may be any
+// Float32Array. Each distinct weight SAB is posted to every worker once, on first sight (WeakMap
+// SAB → id here, Map id → view in the worker, which reads its MessagePort with receiveMessageOnPort
+// when ctrl[POSTED] is ahead); a FinalizationRegistry tells the workers to drop a SAB that was
+// collected here. Activations go through one grow-only shared arena instead: x and bias are copied
+// in, the workers write their columns of out there (chunks [split, chunks), one block) and the main
+// thread copies them back: O(m·(k + n)) against O(m·n·k) work, about a microsecond at decode and
+// < 1% at prefill, where registering every fresh activation buffer would cost a postMessage each.
+//
+// Size: MAMBA_TS_THREADS threads in all (main included; 0 or 1: no workers), by default
+// os.availableParallelism(). Workers start on the first large enough job, with weights in a SAB, and
+// are unref'd, so they never keep the process alive. Left out: other ops, calls from workers.
+
+import { availableParallelism } from 'node:os';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+
+/** One thread's part of a job: chunk `first` (already claimed), then each chunk next() returns, until
+ * −1. Chunk c is columns [c·width, min(n, (c + 1)·width)); arrays are addressed from element offsets. */
+export type LinearChunks = (
+  out: Float32Array,
+  oOff: number,
+  x: Float32Array,
+  xOff: number,
+  w: Float32Array,
+  wOff: number,
+  bias: Float32Array | null,
+  bOff: number,
+  m: number,
+  n: number,
+  k: number,
+  width: number,
+  first: number,
+  next: () => number,
+) => void;
+
+/** Control block slots (Int32). */
+export const SEQ = 0;
+export const BUSY = 1;
+export const NEXT = 2;
+export const FAILED = 3;
+export const POSTED = 4;
+export const READY = 5;
+export const M = 6;
+export const N = 7;
+export const K = 8;
+export const W_ID = 9;
+export const W_OFF = 10;
+export const A_ID = 11;
+export const B_OFF = 12;
+export const O_OFF = 13;
+export const WIDTH = 14;
+const SLOTS = 15;
+
+/** How long an idle thread polls before it sleeps in Atomics.wait (ms): waking a sleeping thread
+ * takes ~50 µs on a VM, against ~1 µs for a polling one, and decode calls come every few tens of µs. */
+const SPIN_MS = 1;
+/** Jobs below this many multiply-adds run on the calling thread alone (~20 µs of work). */
+const MIN_MACS = 1 << 15;
+/** Chunks per job at most (lo and hi fit a byte) and multiply-adds per chunk at least. */
+const MAX_CHUNKS = 128;
+const CHUNK_MACS = 1 << 14;
+/** How long the first parallel job waits for the workers to load before it gives up on them (ms). */
+const START_MS = 10_000;
+
+/** A zeroed float32 array backed by a SharedArrayBuffer, so that worker threads can read it. */
+export function sharedF32(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * 4));
+}
+
+/** Threads linear() may use, the main thread included (MAMBA_TS_THREADS, read on every call). */
+export function threadCount(): number {
+  const env = Number.parseInt(process.env['MAMBA_TS_THREADS'] ?? '', 10);
+  return Math.max(1, Number.isFinite(env) ? env : availableParallelism());
+}
+
+/** Workers running now (0 before the first parallel job, or if they could not start). */
+export function workerCount(): number {
+  return pool === null ? 0 : pool.ports.length;
+}
+
+/** Polls ctrl[slot] while it equals `value`, for SPIN_MS, then sleeps until it changes; returns it. */
+export function waitWhile(ctrl: Int32Array, slot: number, value: number): number {
+  const until = performance.now() + SPIN_MS;
+  let v = Atomics.load(ctrl, slot);
+  while (v === value && performance.now() < until) v = Atomics.load(ctrl, slot);
+  while (v === value) {
+    Atomics.wait(ctrl, slot, value);
+    v = Atomics.load(ctrl, slot);
+  }
+  return v;
+}
+
+/** Claims the highest unclaimed chunk (workers), or the lowest (`low`, the main thread); −1 if none. */
+export function claim(ctrl: Int32Array, low: boolean): number {
+  for (let v = Atomics.load(ctrl, NEXT); ; ) {
+    const lo = v & 255;
+    const hi = v >> 8;
+    if (lo >= hi) return -1;
+    const got = Atomics.compareExchange(ctrl, NEXT, v, low ? v + 1 : v - 256);
+    if (got === v) return low ? lo : hi - 1;
+    v = got;
+  }
+}
+
+interface Pool {
+  ctrl: Int32Array;
+  ports: MessagePort[];
+  ids: WeakMap<SharedArrayBuffer, number>;
+  nextId: number;
+  arena: Float32Array;
+}
+
+let pool: Pool | null = null;
+
+// Worker bootstrap (CommonJS eval): imports matmulWorker; under tsx on Node 20 the loader hooks are
+// not inherited by workers, so a .ts worker that fails to load registers tsx and tries again. A
+// worker that cannot load at all says so through READY instead of hanging the first job.
+const BOOT = `const { workerData: d } = require('node:worker_threads');
+import(d.url).catch(async (e) => {
+  if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION' || !d.tsx) throw e;
+  (await import(d.tsx)).register();
+  await import(d.url + '?tsx');
+}).catch(() => { Atomics.sub(d.ctrl, ${READY}, 1 << 20); Atomics.notify(d.ctrl, ${READY}); });`;
+
+function startPool(workers: number): Pool {
+  const ctrl = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
+  const ext = import.meta.url.slice(import.meta.url.lastIndexOf('.'));
+  const url = new URL(`./matmulWorker${ext}`, import.meta.url).href;
+  let tsx: string | null = null;
+  try {
+    if (ext === '.ts') tsx = import.meta.resolve('tsx/esm/api');
+  } catch {}
+  const ports: MessagePort[] = [];
+  const threads: Worker[] = [];
+  for (let t = 0; t < workers; t++) {
+    const { port1, port2 } = new MessageChannel();
+    const workerData = { ctrl, port: port2, url, tsx };
+    const worker = new Worker(BOOT, { eval: true, workerData, transferList: [port2] });
+    worker.unref();
+    port1.unref();
+    threads.push(worker);
+    ports.push(port1);
+  }
+  const deadline = performance.now() + START_MS;
+  for (let r = 0; r < workers; r = Atomics.load(ctrl, READY)) {
+    if (r < 0 || Atomics.wait(ctrl, READY, r, deadline - performance.now()) === 'timed-out') {
+      for (const worker of threads) void worker.terminate();
+      ports.length = 0;
+      break;
+    }
+  }
+  return { ctrl, ports, ids: new WeakMap(), nextId: 1, arena: sharedF32(0) };
+}
+
+function broadcast(p: Pool, message: { id: number; sab?: SharedArrayBuffer }): void {
+  for (const port of p.ports) port.postMessage(message);
+  Atomics.add(p.ctrl, POSTED, 1);
+}
+
+const dropped = new FinalizationRegistry((id: number) => {
+  if (pool) broadcast(pool, { id });
+});
+
+function idOf(p: Pool, sab: SharedArrayBuffer): number {
+  let id = p.ids.get(sab);
+  if (id === undefined) {
+    id = p.nextId++;
+    p.ids.set(sab, id);
+    broadcast(p, { id, sab });
+    dropped.register(sab, id);
+  }
+  return id;
+}
+
+const claimLow = () => (pool === null ? -1 : claim(pool.ctrl, true));
+
+/**
+ * Runs linear() on the pool and returns true, or returns false (the caller runs it alone) when there
+ * are no workers, the job is small or w is not backed by a SharedArrayBuffer.
+ */
+export function parallelLinear(
+  out: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  bias: Float32Array | null,
+  m: number,
+  n: number,
+  k: number,
+  kernel: LinearChunks,
+): boolean {
+  const threads = threadCount();
+  if (threads < 2 || m * n * k < MIN_MACS || n < 16 || !(w.buffer instanceof SharedArrayBuffer)) return false;
+  pool ??= startPool(threads - 1);
+  const p = pool;
+  if (p.ports.length === 0) return false;
+  const { ctrl } = p;
+  const xLen = m * k;
+  const bLen = bias === null ? 0 : n;
+  if (p.arena.length < xLen + bLen + m * n) p.arena = sharedF32(2 * (xLen + bLen + m * n));
+  const arena = p.arena;
+  arena.set(x.subarray(0, xLen));
+  if (bias !== null) arena.set(bias.subarray(0, n), xLen);
+  const oOff = xLen + bLen;
+  const cols = Math.max(n / MAX_CHUNKS, CHUNK_MACS / (m * k));
+  const width = Math.min(n, Math.ceil(cols / 8) * 8);
+  const chunks = Math.ceil(n / width);
+  ctrl[M] = m;
+  ctrl[N] = n;
+  ctrl[K] = k;
+  ctrl[W_ID] = idOf(p, w.buffer);
+  ctrl[W_OFF] = w.byteOffset >> 2;
+  ctrl[A_ID] = idOf(p, arena.buffer as SharedArrayBuffer);
+  ctrl[B_OFF] = bias === null ? -1 : xLen;
+  ctrl[O_OFF] = oOff;
+  ctrl[WIDTH] = width;
+  Atomics.store(ctrl, FAILED, 0);
+  Atomics.store(ctrl, NEXT, chunks << 8);
+  Atomics.add(ctrl, SEQ, 1);
+  Atomics.notify(ctrl, SEQ);
+  const first = claim(ctrl, true);
+  if (first >= 0) kernel(out, 0, x, 0, w, 0, bias, 0, m, n, k, width, first, claimLow);
+  for (let busy = Atomics.load(ctrl, BUSY); busy !== 0; ) busy = waitWhile(ctrl, BUSY, busy);
+  if (Atomics.load(ctrl, FAILED) !== 0) throw new Error('linear: a worker thread failed');
+  const split = Math.min(n, (Atomics.load(ctrl, NEXT) & 255) * width);
+  if (split < n) {
+    for (let i = 0; i < m; i++) out.set(arena.subarray(oOff + i * n + split, oOff + (i + 1) * n), i * n + split);
+  }
+  return true;
+}

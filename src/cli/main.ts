@@ -1,0 +1,53 @@
+// The mamba-ts command line: dispatches to one command per file. User errors (MambaError) print
+// one line and exit 1; anything else is a bug, reported in one line unless MAMBA_TS_DEBUG is set.
+
+import { MambaError } from '../core/errors.ts';
+import { benchCommand } from './bench.ts';
+import { generateCommand } from './generate.ts';
+import { initCommand } from './init.ts';
+import { logitsCommand } from './logits.ts';
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = {
+  logits: logitsCommand,
+  generate: generateCommand,
+  init: initCommand,
+  bench: benchCommand,
+};
+
+const usage = `usage: mamba-ts <command> [options]
+
+commands:
+  logits    --model DIR --input-ids IN.npy --output OUT.npy     logits of a batch of token ids
+  generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N --greedy [--format ids]
+  init      --family mamba|mamba2 --preset tiny|130m|... --out DIR [--seed N]
+  bench     [--family mamba|mamba2] [--prefill N] [--decode N] [--json FILE]
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (command === undefined) {
+    process.stderr.write(
+      `mamba-ts: error: unknown command "${name}" (commands: ${Object.keys(commands).join(', ')})\n`,
+    );
+    return 2;
+  }
+  try {
+    await command(rest);
+    return 0;
+  } catch (error) {
+    if (error instanceof MambaError) {
+      process.stderr.write(`mamba-ts: error: ${error.message}\n`);
+      return 1;
+    }
+    if (process.env.MAMBA_TS_DEBUG) throw error;
+    process.stderr.write(
+      `mamba-ts: internal error: ${(error as Error)?.message ?? error} (a bug in mamba-ts; set MAMBA_TS_DEBUG=1 for the stack trace)\n`,
+    );
+    return 70;
+  }
+}
