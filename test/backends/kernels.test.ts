@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { causalConv1d } from '../../src/backends/cpu/conv1d.ts';
 import { addRmsNorm, gatedRmsNorm } from '../../src/backends/cpu/norm.ts';
 import { selectiveScan } from '../../src/backends/cpu/selectiveScan.ts';
-import { ssdChunked } from '../../src/backends/cpu/ssd.ts';
+import { ssdChunked, ssdRecurrent } from '../../src/backends/cpu/ssd.ts';
 import { softplus } from '../../src/nn/activations.ts';
 import { causalConv1dRef, gatedRmsNormRef, rmsNormRef } from '../../src/nn/reference.ts';
 import { selectiveScanParallel, selectiveScanSequential } from '../../src/ssm/reference/selectiveScan.ts';
@@ -98,13 +98,15 @@ test('selectiveScan: pieces through the state (and one token at a time) = one pa
   }
 });
 
-for (const [q, l, dtMax] of [
-  [8, 37, Number.POSITIVE_INFINITY],
-  [16, 16, 0.05],
-  [64, 5, Number.POSITIVE_INFINITY],
-  [4, 1, Number.POSITIVE_INFINITY],
-]) {
-  test(`ssd (chunk ${q}, length ${l}, dt max ${dtMax}) = reference sequential and chunked, with states`, (t) => {
+for (const [kernel, q, l, dtMax] of [
+  [ssdChunked, 8, 37, Number.POSITIVE_INFINITY],
+  [ssdChunked, 16, 16, 0.05],
+  [ssdChunked, 64, 5, Number.POSITIVE_INFINITY],
+  [ssdChunked, 4, 1, Number.POSITIVE_INFINITY],
+  [ssdRecurrent, 0, 9, 0.05],
+  [ssdRecurrent, 0, 1, Number.POSITIVE_INFINITY],
+] as const) {
+  test(`${kernel.name} (chunk ${q}, length ${l}, dt max ${dtMax}) = reference sequential and chunked, with states`, (t) => {
     const rand = rngFor(t);
     const [b, h, p, g, n] = [2, 4, 3, 2, 5];
     const [x, x64] = pair(rand, b * l * h * p);
@@ -119,7 +121,7 @@ for (const [q, l, dtMax] of [
     const dt64 = dt64raw.map((v, i) => Math.min(Math.max(softplus(v + dtBias64[i % h]), dtMin), dtMax));
     const y = new Float32Array(b * l * h * p);
     const state = h0.slice();
-    ssdChunked({ y, x, dt, dtBias, A, B, C, D, state }, { b, l, h, p, g, n, q, dtMin, dtMax });
+    kernel({ y, x, dt, dtBias, A, B, C, D, state }, { b, l, h, p, g, n, q, dtMin, dtMax });
     const inputs = { b, l, h, p, g, n, x: x64, dt: dt64, A: A64, B: B64, C: C64, D: D64, h0: h064 };
     for (const [name, ref] of [
       ['sequential', ssdSequential(inputs)],

@@ -10,7 +10,7 @@ import { causalConv1d } from './conv1d.ts';
 import { linear } from './matmul.ts';
 import { addRmsNorm, gatedRmsNorm } from './norm.ts';
 import { selectiveScan } from './selectiveScan.ts';
-import { ssdChunked } from './ssd.ts';
+import { ssdChunked, ssdRecurrent } from './ssd.ts';
 import { sharedF32 } from './threads.ts';
 
 export class CpuTensor implements Tensor {
@@ -154,7 +154,7 @@ export class CpuBackend implements Backend {
       fail(`ssd: x ${showShape(args.x.shape)} does not match state ${showShape(args.state.shape)}`);
     const y = this.out(args.x.shape);
     const { x, dt, dtBias, A, B, C, D, state } = args;
-    ssdChunked(
+    (l === 1 ? ssdRecurrent : ssdChunked)(
       {
         y: f32(y),
         x: f32(x),

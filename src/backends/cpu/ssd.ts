@@ -109,3 +109,35 @@ export function ssdChunked(a: SsdArrays, dims: SsdDims): void {
     for (let i = 0; i < stateSize; i++) state[bi * stateSize + i] = hs[i];
   }
 }
+
+/**
+ * The same computation as a plain recurrence, position by position, on the float32 state in
+ * place: 2·p·n multiply-adds per position and head, with no chunk scratch. The backend uses it for
+ * decoding (l = 1), where the chunked form has nothing to share.
+ */
+export function ssdRecurrent(a: SsdArrays, dims: SsdDims): void {
+  const { y, x, dt, dtBias, A, B, C, D, state } = a;
+  const { b, l, h, p, g, n, dtMin, dtMax } = dims;
+  const headsPerGroup = h / g;
+  for (let bi = 0; bi < b; bi++) {
+    for (let t = 0; t < l; t++) {
+      const pos = bi * l + t; // flat (b, l) index
+      for (let hh = 0; hh < h; hh++) {
+        const delta = Math.min(Math.max(softplus(dt[pos * h + hh] + dtBias[hh]), dtMin), dtMax);
+        const decay = Math.exp(delta * A[hh]);
+        const bc = (pos * g + Math.floor(hh / headsPerGroup)) * n; // B_t, C_t of the head's group
+        const xt = (pos * h + hh) * p;
+        for (let pi = 0; pi < p; pi++) {
+          const dx = delta * x[xt + pi];
+          let acc = 0;
+          for (let ni = 0, si = ((bi * h + hh) * p + pi) * n; ni < n; ni++, si++) {
+            const hv = decay * state[si] + dx * B[bc + ni];
+            state[si] = hv;
+            acc += hv * C[bc + ni];
+          }
+          y[xt + pi] = acc + D[hh] * x[xt + pi];
+        }
+      }
+    }
+  }
+}
