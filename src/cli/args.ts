@@ -6,8 +6,8 @@ import type { Backend } from '../backends/backend.ts';
 import { CpuBackend } from '../backends/cpu/cpuBackend.ts';
 import { fail, MambaError } from '../core/errors.ts';
 
-export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
-export type Values = Record<string, string | boolean | undefined>;
+export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+export type Values = Record<string, string | boolean | string[] | undefined>;
 
 /** Parses `argv` against `options`; every problem is a MambaError naming the command and option. */
 export function parse(command: string, argv: string[], options: OptionSpec): Values {
@@ -36,7 +36,7 @@ export function intOption(command: string, values: Values, name: string, fallbac
   return value;
 }
 
-export function makeBackend(command: string, name: string | boolean | undefined): Backend {
+export function makeBackend(command: string, name: Values[string]): Backend {
   if (name === undefined || name === 'cpu') return new CpuBackend();
   return fail(`${command}: unknown backend "${name}" (available: cpu)`);
 }

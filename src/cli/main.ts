@@ -3,6 +3,7 @@
 
 import { MambaError } from '../core/errors.ts';
 import { benchCommand } from './bench.ts';
+import { chatCommand } from './chat.ts';
 import { generateCommand } from './generate.ts';
 import { initCommand } from './init.ts';
 import { logitsCommand } from './logits.ts';
@@ -10,6 +11,7 @@ import { logitsCommand } from './logits.ts';
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
   logits: logitsCommand,
   generate: generateCommand,
+  chat: chatCommand,
   init: initCommand,
   bench: benchCommand,
 };
@@ -18,7 +20,11 @@ const usage = `usage: mamba-ts <command> [options]
 
 commands:
   logits    --model DIR --input-ids IN.npy --output OUT.npy     logits of a batch of token ids
-  generate  --model DIR --prompt-ids 1,2,3 --max-new-tokens N --greedy [--format ids]
+  generate  --model DIR|ORG/NAME --prompt TEXT [--max-new-tokens N] [sampling options]
+            [--stop STR]... [--state-in FILE] [--state-out FILE] [--stats] [--format text|ids]
+            (or --prompt-ids 1,2,3 --format ids; sampling: --greedy | --temperature T --top-k K
+            --top-p P --min-p P --repetition-penalty R --seed N)
+  chat      --model DIR|ORG/NAME [--template "User: {input}\nBot:"] [generate's options]
   init      --family mamba|mamba2 --preset tiny|130m|... --out DIR [--seed N]
   bench     [--family mamba|mamba2] [--prefill N] [--decode N] [--json FILE]
 `;

@@ -64,7 +64,10 @@ export function uploadState(backend: Backend, c: ModelConfig, host: HostState): 
 }
 
 /** Rows `rows` of each state, in that order, as one batch (rows may repeat: forks). */
-export function selectRows(states: readonly HostState[], rows: ReadonlyArray<[state: number, row: number]>): HostState {
+export function selectRows(
+  states: readonly HostState[],
+  rows: ReadonlyArray<[state: number, row: number]>,
+): HostState {
   const pick = (part: 'conv' | 'ssm', layer: number) => {
     const first = states[0].layers[layer][part];
     const width = first.length / states[0].batch;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
-import { generateGreedy } from '../../src/generate/greedy.ts';
+import { generate } from '../../src/generate/generate.ts';
 import { loadModel } from '../../src/io/hf.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { fixture } from '../helpers/fixtures.ts';
@@ -54,8 +54,13 @@ for (const name of ['mamba-tiny-0', 'mamba2-tiny-0', 'mamba2-groups-0']) {
 
     test('greedy ids equal greedy.json', async () => {
       const { prompt, greedy } = JSON.parse(readFileSync(fixture('hf', name, 'greedy.json'), 'utf8'));
-      const out = await generateGreedy(model, prompt[0], greedy[0].length - prompt[0].length);
-      assert.deepEqual(out, greedy[0]);
+      const run = generate(model, null, [prompt[0]], {
+        greedy: true,
+        maxNewTokens: greedy[0].length - prompt[0].length,
+      });
+      let next = await run.next();
+      while (!next.done) next = await run.next();
+      assert.deepEqual(next.value.ids[0], greedy[0]);
     });
   });
 }

@@ -1,0 +1,268 @@
+// Text generation: a batch of prompts read with the parallel forward (in chunks, so memory stays
+// bounded for long prompts), then one recurrent `step` per new token. Each sequence has its own
+// sampler, stop conditions and streaming decoder, and stops on its own; the batch then shrinks,
+// so a sequence's result (and its final state) equals running it alone. Sequences of different
+// lengths are prefilled one by one (an SSM has no padding mask to hide pad tokens behind) and then
+// decoded together.
+//
+// A generation can start from a snapshot (a saved state: a conversation, a shared prompt prefix)
+// and ends with one, so it can be continued later, in another process, or forked.
+// Left out: beam search, speculative decoding, constrained decoding.
+
+import { fail } from '../core/errors.ts';
+import type { Tensor } from '../core/tensor.ts';
+import type { CausalLM } from '../models/causalLM.ts';
+import { downloadState, type HostState, type ModelState, selectRows, uploadState } from '../models/state.ts';
+import { Sampler, type SamplingOptions } from './sampling.ts';
+import type { Snapshot, SnapshotRow } from './snapshot.ts';
+import { StreamDecoder } from './streamDecoder.ts';
+
+export interface TextCodec {
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** New tokens per sequence at most (default 64). */
+  maxNewTokens?: number;
+  /** Stop a sequence when its new text contains one of these (the stop string is not emitted). */
+  stop?: readonly string[];
+  /** Ids that end a sequence (default: the model's eos_token_id); [] never stops early. */
+  eosTokenIds?: readonly number[];
+  /** Prompt tokens read per forward call (default 512). */
+  prefillChunk?: number;
+  /** Also yield the prompt's tokens (with `prompt: true`) before the new ones. */
+  echo?: boolean;
+  /** Continue from this snapshot: one row shared by every prompt (a fork), or one row per prompt. */
+  from?: Snapshot;
+}
+
+/** One new token of sequence `sequence`, with the text it completes (may be ''). */
+export interface Piece {
+  sequence: number;
+  id: number;
+  text: string;
+  prompt?: true;
+}
+
+export interface GenerationResult {
+  /** Per sequence: every id (snapshot history, prompt and new tokens). */
+  ids: number[][];
+  /** Per sequence: the text of the new tokens, cut before a stop string. */
+  texts: string[];
+  /** Per sequence: why it stopped. */
+  reasons: Array<'eos' | 'stop' | 'length'>;
+  /** Where to continue from. */
+  snapshot: Snapshot;
+  stats: {
+    promptTokens: number;
+    prefillSeconds: number;
+    newTokens: number;
+    decodeSeconds: number;
+    stateBytes: number;
+  };
+}
+
+interface Sequence {
+  index: number;
+  ids: number[];
+  pending: number[];
+  sampler: Sampler;
+  decoder: StreamDecoder | null;
+  text: string; // new text decoded so far (not all of it emitted yet while a stop string may be forming)
+  emitted: number; // characters of `text` already emitted
+  newTokens: number;
+  reason: 'eos' | 'stop' | 'length' | null;
+  final: HostState | null; // its state after stopping
+}
+
+/** Length of the longest suffix of `text` that is a proper prefix of one of `stops`. */
+function stopPrefixLength(text: string, stops: readonly string[]): number {
+  let best = 0;
+  for (const stop of stops) {
+    for (let k = Math.min(stop.length - 1, text.length); k > best; k--) {
+      if (text.endsWith(stop.slice(0, k))) best = k;
+    }
+  }
+  return best;
+}
+
+/** Decodes `id` into the sequence's text and returns what may be shown now (stop strings held back). */
+function emitText(seq: Sequence, id: number, isEos: boolean, stops: readonly string[]): string {
+  const decoder = seq.decoder!;
+  seq.text += isEos ? '' : decoder.push(id);
+  if (seq.reason) seq.text += decoder.flush();
+  const cuts = stops.map((s) => seq.text.indexOf(s)).filter((i) => i >= 0);
+  if (cuts.length > 0) {
+    seq.text = seq.text.slice(0, Math.min(...cuts));
+    seq.reason = 'stop';
+  }
+  const safe = seq.reason ? seq.text.length : seq.text.length - stopPrefixLength(seq.text, stops);
+  const text = seq.text.slice(seq.emitted, Math.max(seq.emitted, safe));
+  seq.emitted = Math.max(seq.emitted, safe);
+  return text;
+}
+
+/**
+ * Generates continuations of `prompts` (text needs `codec`; ids do not), yielding each new token
+ * as it is sampled, and returning the full result (with a snapshot) at the end.
+ */
+export async function* generate(
+  model: CausalLM,
+  codec: TextCodec | null,
+  prompts: ReadonlyArray<string | readonly number[]>,
+  options: GenerateOptions = {},
+): AsyncGenerator<Piece, GenerationResult> {
+  const maxNewTokens = options.maxNewTokens ?? 64;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
+    fail(`--max-new-tokens must be an integer >= 0, got ${maxNewTokens}`);
+  }
+  const prefillChunk = options.prefillChunk ?? 512;
+  if (!Number.isInteger(prefillChunk) || prefillChunk < 1)
+    fail(`--prefill-chunk must be an integer >= 1, got ${prefillChunk}`);
+  const stops = (options.stop ?? []).filter((s) => s.length > 0);
+  const eos = new Set(
+    options.eosTokenIds ?? (model.config.eosTokenId === null ? [] : [model.config.eosTokenId]),
+  );
+  if (prompts.length === 0) fail('no prompts given');
+  const from = options.from;
+  if (from && from.rows.length !== 1 && from.rows.length !== prompts.length) {
+    fail(`the snapshot holds ${from.rows.length} sequences, but ${prompts.length} prompts were given`);
+  }
+  // A snapshot of one sequence given several prompts is a fork: each branch gets its own seed.
+  const fork = from !== undefined && from.rows.length === 1 && prompts.length > 1;
+  const fromRow = (i: number) => (from!.rows.length === 1 ? 0 : i);
+
+  const echoes: Piece[] = [];
+  const sequences: Sequence[] = prompts.map((prompt, index) => {
+    if (typeof prompt === 'string' && codec === null) {
+      fail('a text prompt needs a tokenizer (tokenizer.json in the model folder)');
+    }
+    const promptIds = typeof prompt === 'string' ? codec!.encode(prompt) : [...prompt];
+    const previous = from?.rows[fromRow(index)];
+    const sampler = new Sampler({ ...options, seed: ((options.seed ?? 0) + index) >>> 0 });
+    if (previous?.rng && !fork) sampler.restoreState(previous.rng);
+    const ids = [...(previous?.ids ?? []), ...promptIds];
+    const pending = [...(previous?.pending ?? []), ...promptIds];
+    if (pending.length === 0) {
+      fail(`prompt ${index}: nothing to read (an empty prompt needs a snapshot to continue from)`);
+    }
+    const decoder = codec && new StreamDecoder(codec);
+    const echo = ids.map((id) => ({
+      sequence: index,
+      id,
+      text: decoder && !eos.has(id) ? decoder.push(id) : '',
+    }));
+    echoes.push(...echo.slice(ids.length - promptIds.length).map((p) => ({ ...p, prompt: true as const })));
+    return {
+      index,
+      ids,
+      pending,
+      sampler,
+      decoder,
+      text: '',
+      emitted: 0,
+      newTokens: 0,
+      reason: null,
+      final: null,
+    };
+  });
+  if (options.echo) yield* echoes;
+
+  // Prefill: each sequence alone, in chunks; keep its state and the logits after its last token.
+  const be = model.backend;
+  const prefillStart = performance.now();
+  const states: HostState[] = [];
+  let logits: Float32Array[] = []; // per live sequence: (vocab)
+  let promptTokens = 0;
+  for (const seq of sequences) {
+    const state = from
+      ? uploadState(be, model.config, selectRows([from.state], [[0, fromRow(seq.index)]]))
+      : model.newState(1);
+    let last: Tensor | null = null; // (1, 1, vocab)
+    for (let at = 0; at < seq.pending.length; at += prefillChunk) {
+      const chunk = Int32Array.from(seq.pending.slice(at, at + prefillChunk)); // (1 · chunk)
+      last = model.forward(chunk, 1, { state, lastOnly: true }).logits;
+    }
+    promptTokens += seq.pending.length;
+    seq.pending = [];
+    logits.push((await be.read(last!)) as Float32Array);
+    states.push(await downloadState(be, state));
+  }
+  const prefillSeconds = (performance.now() - prefillStart) / 1000;
+
+  // Decode: all live sequences together, one token each per step.
+  const decodeStart = performance.now();
+  let live = sequences;
+  if (maxNewTokens === 0) {
+    for (const seq of sequences) [seq.reason, seq.final] = ['length', states[seq.index]];
+    live = [];
+  }
+  let batchState = uploadState(
+    be,
+    model.config,
+    selectRows(
+      states,
+      states.map((_, i) => [i, 0]),
+    ),
+  );
+  let newTokens = 0;
+  while (live.length > 0) {
+    for (let row = 0; row < live.length; row++) {
+      const seq = live[row];
+      const id = seq.sampler.next(logits[row], seq.ids);
+      seq.ids.push(id);
+      seq.pending = [id];
+      seq.newTokens++;
+      newTokens++;
+      if (eos.has(id)) seq.reason = 'eos';
+      else if (seq.newTokens >= maxNewTokens) seq.reason = 'length';
+      yield { sequence: seq.index, id, text: seq.decoder ? emitText(seq, id, eos.has(id), stops) : '' };
+    }
+    if (live.some((s) => s.reason !== null)) {
+      // Keep each finished sequence's state; go on with the others only.
+      const host = await downloadState(be, batchState);
+      const rows = live.map((seq, row) => ({ seq, row }));
+      for (const { seq, row } of rows) if (seq.reason !== null) seq.final = selectRows([host], [[0, row]]);
+      const keep = rows.filter(({ seq }) => seq.reason === null);
+      live = keep.map(({ seq }) => seq);
+      logits = keep.map(({ row }) => logits[row]);
+      if (live.length === 0) break;
+      batchState = uploadState(
+        be,
+        model.config,
+        selectRows(
+          [host],
+          keep.map(({ row }) => [0, row]),
+        ),
+      );
+    }
+    const tokens = Int32Array.from(live, (s) => s.pending[0]); // (b)
+    const out = (await be.read(model.step(tokens, batchState))) as Float32Array; // (b, 1, vocab)
+    const vocab = model.config.vocabSize;
+    logits = live.map((seq, row) => {
+      seq.pending = [];
+      return out.subarray(row * vocab, (row + 1) * vocab);
+    });
+  }
+  const decodeSeconds = (performance.now() - decodeStart) / 1000;
+
+  const finals = sequences.map((s) => s.final!);
+  const snapshotState = selectRows(
+    finals,
+    finals.map((_, i) => [i, 0]),
+  );
+  const stateBytes =
+    snapshotState.layers.reduce((sum, l) => sum + 4 * (l.conv.length + l.ssm.length), 0) / sequences.length;
+  return {
+    ids: sequences.map((s) => s.ids),
+    texts: sequences.map((s) => s.text),
+    reasons: sequences.map((s) => s.reason ?? 'length'),
+    snapshot: {
+      model: model.fingerprint,
+      rows: sequences.map((s) => ({ ids: s.ids, pending: s.pending, rng: s.sampler.saveState() })),
+      state: snapshotState,
+    },
+    stats: { promptTokens, prefillSeconds, newTokens, decodeSeconds, stateBytes },
+  };
+}
