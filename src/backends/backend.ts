@@ -43,6 +43,11 @@ export interface Backend {
   upload(data: Float32Array | Int32Array, shape: Shape): Tensor;
   zeros(shape: Shape, dtype?: DType): Tensor;
   read(tensor: Tensor): Promise<Float32Array | Int32Array>;
+  /**
+   * Runs `fn`; tensors it creates that are not part of its result are released when it returns
+   * (a no-op where a garbage collector frees memory, as on the CPU).
+   */
+  tidy<T>(fn: () => T): T;
   /** A tensor with the same data and a new shape of the same size. */
   reshape(tensor: Tensor, shape: Shape): Tensor;
 

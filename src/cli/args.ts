@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import type { Backend } from '../backends/backend.ts';
 import { CpuBackend } from '../backends/cpu/cpuBackend.ts';
+import { WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
 import { fail, MambaError } from '../core/errors.ts';
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
@@ -36,7 +37,8 @@ export function intOption(command: string, values: Values, name: string, fallbac
   return value;
 }
 
-export function makeBackend(command: string, name: Values[string]): Backend {
+export async function makeBackend(command: string, name: Values[string]): Promise<Backend> {
   if (name === undefined || name === 'cpu') return new CpuBackend();
-  return fail(`${command}: unknown backend "${name}" (available: cpu)`);
+  if (name === 'webgpu') return WebGpuBackend.create();
+  return fail(`${command}: unknown backend "${name}" (available: cpu, webgpu)`);
 }

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
+import { fail } from '../core/errors.ts';
 import { CausalLM } from '../models/causalLM.ts';
 import { initParameters } from '../models/init.ts';
 import { presetConfig } from '../models/presets.ts';
@@ -34,7 +35,7 @@ async function measure(
   const config = presetConfig(family, preset);
   let params: Map<string, Float32Array> | null = initParameters(config, 0);
   const parameters = [...params.values()].reduce((sum, p) => sum + p.length, 0);
-  const model = new CausalLM(config, makeBackend('bench', backend), (name) => params?.get(name));
+  const model = new CausalLM(config, await makeBackend('bench', backend), (name) => params?.get(name));
   params = null; // the backend holds its own copy
   const prompt = Int32Array.from({ length: prefill }, (_, i) => (i * 7919) % config.vocabSize);
   const state = model.newState(1);
@@ -102,7 +103,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const families = values.family === undefined ? ['mamba', 'mamba2'] : [values.family as string];
   // Refuse a bad family, preset or backend here, in one line, rather than from inside a child.
   for (const family of families) presetConfig(family, preset);
-  makeBackend('bench', backend);
+  if (backend !== 'cpu' && backend !== 'webgpu')
+    fail(`bench: unknown backend "${backend}" (available: cpu, webgpu)`);
   if (values.child) {
     const row = await measure(families[0], preset, prefill, decode, backend);
     process.stdout.write(JSON.stringify(row));

@@ -29,7 +29,10 @@ export async function logitsCommand(argv: string[]): Promise<void> {
     if (v < 0 || v > 0x7fffffff) fail(`${inputPath}: token id ${v} (index ${i}) is outside any vocabulary`);
     ids[i] = Number(v);
   });
-  const model = loadModel(requireString('logits', values, 'model'), makeBackend('logits', values.backend));
+  const model = loadModel(
+    requireString('logits', values, 'model'),
+    await makeBackend('logits', values.backend),
+  );
   const vocab = model.config.vocabSize;
   const bad = ids.findIndex((id) => id >= vocab);
   if (bad >= 0) {

@@ -57,7 +57,7 @@ export async function openSession(command: string, values: Values): Promise<Sess
     download: !values.offline,
     onProgress: progressBar(process.stderr),
   });
-  const model = loadModel(dir, makeBackend(command, values.backend));
+  const model = loadModel(dir, await makeBackend(command, values.backend));
   const tokenizer = existsSync(join(dir, 'tokenizer.json')) ? Tokenizer.fromDir(dir) : null;
   return { dir, model, tokenizer, eosTokenIds: eosIds(dir, model, tokenizer) };
 }

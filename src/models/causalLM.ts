@@ -103,21 +103,22 @@ export class CausalLM {
     if (state.batch !== batch) fail(`state holds ${state.batch} sequences, the input ${batch}`);
     const be = this.backend;
     const eps = this.config.layerNormEpsilon;
-    let hidden = be.reshape(be.embedding(be.upload(ids, [ids.length]), this.embeddings), [
-      batch,
-      length,
-      this.config.hiddenSize,
-    ]); // (b, l, d)
-    let residual: Tensor | null = null; // (b, l, d)
-    for (let i = 0; i < this.blocks.length; i++) {
-      const block = this.blocks[i];
-      const added = be.addRmsNorm(hidden, residual, block.norm, eps); // (b, l, d) each
-      residual = added.residual;
-      hidden = block.mixer.forward(added.normed, state.layers[i]); // (b, l, d)
-    }
-    const final = be.addRmsNorm(hidden, residual, this.normF, eps).normed; // (b, l, d)
-    const headInput = options.lastOnly ? this.lastPositions(final, batch, length) : final; // (b, l|1, d)
-    return { logits: be.linear(headInput, this.lmHead, null), hidden: final };
+    const d = this.config.hiddenSize;
+    return be.tidy(() => {
+      const idsTensor = be.upload(ids, [ids.length]); // (b·l)
+      let hidden = be.reshape(be.embedding(idsTensor, this.embeddings), [batch, length, d]); // (b, l, d)
+      let residual: Tensor | null = null; // (b, l, d)
+      for (let i = 0; i < this.blocks.length; i++) {
+        const block = this.blocks[i];
+        [residual, hidden] = be.tidy(() => {
+          const added = be.addRmsNorm(hidden, residual, block.norm, eps); // (b, l, d) each
+          return [added.residual, block.mixer.forward(added.normed, state.layers[i])]; // (b, l, d) each
+        });
+      }
+      const final = be.addRmsNorm(hidden, residual, this.normF, eps).normed; // (b, l, d)
+      const headInput = options.lastOnly ? this.lastPositions(final, batch, length) : final; // (b, l|1, d)
+      return { logits: be.linear(headInput, this.lmHead, null), hidden: final };
+    });
   }
 
   /** One token per sequence: tokens (b) → logits (b, 1, vocab), advancing `state`. */

@@ -63,6 +63,10 @@ export class CpuBackend implements Backend {
     return (tensor as CpuTensor).data.slice();
   }
 
+  tidy<T>(fn: () => T): T {
+    return fn();
+  }
+
   reshape(tensor: Tensor, shape: Shape): Tensor {
     if (numel(shape) !== numel(tensor.shape)) {
       fail(`cpu backend: cannot reshape ${showShape(tensor.shape)} to ${showShape(shape)}`);

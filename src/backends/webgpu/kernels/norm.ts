@@ -1,0 +1,114 @@
+// WGSL kernels for the normalisations (references: addRmsNorm and gatedRmsNorm in
+// src/backends/cpu/norm.ts).
+// - addRmsNorm: residual += x (or residual = x), out = residual · rsqrt(mean(residual²) + eps) · w.
+//   One workgroup of 64 threads per row; each thread sums a strided slice, a tree reduction in
+//   workgroup memory gives the row's sum of squares.
+//   Bindings: 0 x (t, d) · 1 residual (t, d) read-write · 2 weight (d) · 3 out (t, d) ·
+//   4 params {d, add, eps}.
+// - gatedRmsNorm: per group of g channels of a row, v = y·SiLU(z) (or y), out = v · rsqrt(mean(v²) +
+//   eps) · w (· SiLU(z) when the norm comes before the gate). One workgroup per (row, group).
+//   Bindings: 0 y (t, c) · 1 z (t, c) · 2 weight (c) · 3 out (t, c) · 4 params {c, group, eps, before}.
+
+import { numel } from '../../../core/tensor.ts';
+import type { GpuTensor } from '../gpuTensor.ts';
+import type { WebGpuBackend } from '../webgpuBackend.ts';
+
+const reduce = /* wgsl */ `
+var<workgroup> partial: array<f32, 64>;
+fn sumAll(lane: u32, value: f32) -> f32 {
+  partial[lane] = value;
+  workgroupBarrier();
+  for (var step = 32u; step > 0u; step = step / 2u) {
+    if (lane < step) { partial[lane] += partial[lane + step]; }
+    workgroupBarrier();
+  }
+  return partial[0];
+}
+fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }`;
+
+const addRmsNormWgsl = /* wgsl */ `
+struct Params { d: u32, add: u32, eps: f32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> residual: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+${reduce}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let base = wg.x * params.d;
+  var sumSq = 0.0;
+  for (var i = lane; i < params.d; i += 64u) {
+    var v = x[base + i];
+    if (params.add != 0u) { v += residual[base + i]; }
+    residual[base + i] = v;
+    sumSq += v * v;
+  }
+  let scale = inverseSqrt(sumAll(lane, sumSq) / f32(params.d) + params.eps);
+  for (var i = lane; i < params.d; i += 64u) { out[base + i] = residual[base + i] * scale * weight[i]; }
+}`;
+
+const gatedWgsl = /* wgsl */ `
+struct Params { c: u32, group: u32, eps: f32, before: u32 }
+@group(0) @binding(0) var<storage, read> y: array<f32>;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+${reduce}
+
+fn gated(i: u32) -> f32 {
+  if (params.before != 0u) { return y[i]; }
+  return y[i] * silu(z[i]);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let base = wg.y * params.c + wg.x * params.group;
+  var sumSq = 0.0;
+  for (var i = lane; i < params.group; i += 64u) { let v = gated(base + i); sumSq += v * v; }
+  let scale = inverseSqrt(sumAll(lane, sumSq) / f32(params.group) + params.eps);
+  for (var i = lane; i < params.group; i += 64u) {
+    var v = gated(base + i) * scale * weight[wg.x * params.group + i];
+    if (params.before != 0u) { v *= silu(z[base + i]); }
+    out[base + i] = v;
+  }
+}`;
+
+export function addRmsNorm(
+  be: WebGpuBackend,
+  x: GpuTensor,
+  residual: GpuTensor | null,
+  weight: GpuTensor,
+  eps: number,
+): { residual: GpuTensor; normed: GpuTensor } {
+  const d = x.shape[x.shape.length - 1];
+  const rows = numel(x.shape) / d;
+  const sum = residual ?? be.alloc(x.shape);
+  const normed = be.alloc(x.shape);
+  be.dispatch(
+    { name: 'addRmsNorm', wgsl: addRmsNormWgsl },
+    [x, sum, weight, normed],
+    [d, residual ? 1 : 0, { f32: eps }],
+    [rows],
+  );
+  return { residual: sum, normed };
+}
+
+export function gatedRmsNorm(
+  be: WebGpuBackend,
+  y: GpuTensor,
+  z: GpuTensor,
+  weight: GpuTensor,
+  eps: number,
+  groupSize: number,
+  normBeforeGate: boolean,
+): GpuTensor {
+  const c = y.shape[y.shape.length - 1];
+  const rows = numel(y.shape) / c;
+  const out = be.alloc(y.shape);
+  const params = [c, groupSize, { f32: eps }, normBeforeGate ? 1 : 0];
+  be.dispatch({ name: 'gatedRmsNorm', wgsl: gatedWgsl }, [y, z, weight, out], params, [c / groupSize, rows]);
+  return out;
+}

@@ -1,0 +1,166 @@
+// Every WebGPU kernel against its CPU twin (itself checked against the float64 references) on
+// fresh random inputs, through the Backend interface: outputs and final states. Shapes are small
+// (lavapipe runs at ~1 GFLOP/s) but deliberately ragged: sizes that are not multiples of the tile
+// and workgroup sizes, single tokens, several groups.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Backend } from '../../src/backends/backend.ts';
+import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
+import { numel, type Shape, type Tensor } from '../../src/core/tensor.ts';
+import { webgpuBackend } from '../helpers/backends.ts';
+import { normal, type Rand, relDiff, rngFor, uniform } from '../helpers/random.ts';
+
+const TOL = 1e-5;
+const gpu = await webgpuBackend();
+const cpu = new CpuBackend();
+const skip = typeof gpu === 'string' ? gpu : false;
+
+/** The same random data on both backends. */
+function both(rand: Rand, shape: Shape, draw = () => normal(rand)): [Tensor, Tensor] {
+  const data = Float32Array.from({ length: numel(shape) }, draw);
+  return [cpu.upload(data, shape), (gpu as Backend).upload(data, shape)];
+}
+
+async function same(t: { diagnostic(m: string): void }, what: string, a: Tensor, b: Tensor): Promise<void> {
+  const diff = relDiff(await (gpu as Backend).read(b), await cpu.read(a));
+  t.diagnostic(`${what}: max rel diff ${diff.toExponential(2)}`);
+  assert.ok(diff < TOL, `${what} differs by ${diff}`);
+}
+
+for (const [m, n, k, bias] of [
+  [1, 70, 33, true],
+  [130, 70, 300, false],
+  [64, 64, 16, true],
+  [3, 200, 1, false],
+] as const) {
+  test(`linear m=${m} n=${n} k=${k} bias=${bias}`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    const [xc, xg] = both(rand, [m, k]);
+    const [wc, wg] = both(rand, [n, k]);
+    const [bc, bg] = both(rand, [n]);
+    await same(
+      t,
+      'out',
+      cpu.linear(xc, wc, bias ? bc : null),
+      (gpu as Backend).linear(xg, wg, bias ? bg : null),
+    );
+  });
+}
+
+test('embedding and split', { skip }, async (t) => {
+  const rand = rngFor(t);
+  const [wc, wg] = both(rand, [11, 7]);
+  const ids = Int32Array.from({ length: 9 }, () => Math.floor(rand() * 11));
+  const ec = cpu.embedding(cpu.upload(ids, [9]), wc);
+  const eg = (gpu as Backend).embedding((gpu as Backend).upload(ids, [9]), wg);
+  await same(t, 'embedding', ec, eg);
+  const pc = cpu.split(ec, [2, 4, 1]);
+  const pg = (gpu as Backend).split(eg, [2, 4, 1]);
+  for (let i = 0; i < 3; i++) await same(t, `split part ${i}`, pc[i], pg[i]);
+});
+
+test('addRmsNorm (with and without residual) and gatedRmsNorm (groups, both orders)', { skip }, async (t) => {
+  const rand = rngFor(t);
+  const [xc, xg] = both(rand, [5, 96]);
+  const [rc, rg] = both(rand, [5, 96]);
+  const [wc, wg] = both(rand, [96]);
+  const first = [cpu.addRmsNorm(xc, null, wc, 1e-5), (gpu as Backend).addRmsNorm(xg, null, wg, 1e-5)];
+  await same(t, 'normed (no residual)', first[0].normed, first[1].normed);
+  const added = [cpu.addRmsNorm(xc, rc, wc, 1e-5), (gpu as Backend).addRmsNorm(xg, rg, wg, 1e-5)];
+  await same(t, 'residual', added[0].residual, added[1].residual);
+  await same(t, 'normed', added[0].normed, added[1].normed);
+  const [zc, zg] = both(rand, [5, 96]);
+  for (const group of [96, 24]) {
+    for (const before of [false, true]) {
+      await same(
+        t,
+        `gated group ${group} before ${before}`,
+        cpu.gatedRmsNorm(xc, zc, wc, 1e-5, group, before),
+        (gpu as Backend).gatedRmsNorm(xg, zg, wg, 1e-5, group, before),
+      );
+    }
+  }
+});
+
+for (const l of [1, 9]) {
+  test(`causalConv1d l=${l} with state`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    const [b, c, w] = [2, 70, 4];
+    const [xc, xg] = both(rand, [b, l, c]);
+    const [wc, wg] = both(rand, [c, w]);
+    const [bc, bg] = both(rand, [c]);
+    const [sc, sg] = both(rand, [b, c, w - 1]);
+    for (const silu of [false, true]) {
+      await same(
+        t,
+        `y silu ${silu}`,
+        cpu.causalConv1d(xc, wc, silu ? bc : null, sc, silu),
+        (gpu as Backend).causalConv1d(xg, wg, silu ? bg : null, sg, silu),
+      );
+      await same(t, 'state', sc, sg);
+    }
+  });
+}
+
+for (const [l, n] of [
+  [1, 16],
+  [37, 16],
+  [13, 5],
+] as const) {
+  test(`selectiveScan l=${l} n=${n} with state`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    const [b, d] = [2, 70];
+    const [u, delta, z] = [both(rand, [b, l, d]), both(rand, [b, l, d]), both(rand, [b, l, d])];
+    const deltaBias = both(rand, [d], () => uniform(rand, -4, -1));
+    const A = both(rand, [d, n], () => -Math.exp(uniform(rand, -1, 2)));
+    const [B, C] = [both(rand, [b, l, n]), both(rand, [b, l, n])];
+    const D = both(rand, [d]);
+    const state = both(rand, [b, d, n]);
+    const on = (i: 0 | 1) => ({
+      u: u[i],
+      delta: delta[i],
+      deltaBias: deltaBias[i],
+      A: A[i],
+      B: B[i],
+      C: C[i],
+      D: D[i],
+      z: z[i],
+      state: state[i],
+    });
+    await same(t, 'y', cpu.selectiveScan(on(0)), (gpu as Backend).selectiveScan(on(1)));
+    await same(t, 'state', state[0], state[1]);
+  });
+}
+
+for (const [l, q, g, dtMax] of [
+  [1, 8, 1, Number.POSITIVE_INFINITY],
+  [29, 8, 2, Number.POSITIVE_INFINITY],
+  [20, 16, 2, 0.05],
+] as const) {
+  test(`ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} with state`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    const [b, h, p, n] = [2, 4, 3, 8];
+    const x = both(rand, [b, l, h * p]);
+    const dt = both(rand, [b, l, h]);
+    const dtBias = both(rand, [h], () => uniform(rand, -3, 0));
+    const A = both(rand, [h], () => -Math.exp(uniform(rand, -1, 2)));
+    const [B, C] = [both(rand, [b, l, g * n]), both(rand, [b, l, g * n])];
+    const D = both(rand, [h]);
+    const state = both(rand, [b, h, p, n]);
+    const on = (i: 0 | 1) => ({
+      x: x[i],
+      dt: dt[i],
+      dtBias: dtBias[i],
+      dtLimit: [0.001, dtMax] as const,
+      A: A[i],
+      B: B[i],
+      C: C[i],
+      D: D[i],
+      state: state[i],
+      chunkSize: q,
+    });
+    await same(t, 'y', cpu.ssd(on(0)), (gpu as Backend).ssd(on(1)));
+    await same(t, 'state', state[0], state[1]);
+  });
+}
