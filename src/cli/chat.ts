@@ -31,7 +31,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
   const lines = createInterface({ input: process.stdin, terminal: false });
   if (interactive) process.stdout.write('> ');
   for await (const line of lines) {
-    const run = generate(session.model, session.tokenizer, [template.replace('{input}', line)], {
+    const run = generate(session.model, session.tokenizer, [template.replace('{input}', () => line)], {
       ...options,
       from,
     });

@@ -49,9 +49,9 @@ export async function generateCommand(argv: string[]): Promise<void> {
       ? parseIds(values['prompt-ids'] as string)
       : ((values.prompt as string | undefined) ?? []);
   const session = await openSession('generate', values);
-  if (format === 'text' && session.tokenizer === null) {
+  if ((format === 'text' || typeof prompt === 'string') && session.tokenizer === null) {
     fail(
-      `generate: ${session.dir} has no tokenizer.json, so it cannot print text; use --prompt-ids and --format ids`,
+      `generate: ${session.dir} has no tokenizer.json, so it cannot read or print text; use --prompt-ids and --format ids`,
     );
   }
   const options = {

@@ -92,7 +92,13 @@ export function generateOptions(command: string, values: Values, session: Sessio
 /** Reads --state-in, refusing a snapshot of another model. */
 export function readSnapshot(file: string, session: Session): Snapshot {
   if (!existsSync(file)) fail(`${file}: file not found`);
-  const snapshot = decodeSnapshot(new Uint8Array(readFileSync(file)), file);
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(file));
+  } catch (error) {
+    fail(`${file}: cannot read (${(error as Error).message})`);
+  }
+  const snapshot = decodeSnapshot(bytes, file);
   if (snapshot.model !== session.model.fingerprint) {
     fail(
       `${file}: this state snapshot belongs to another model (${snapshot.model}, not ${session.model.fingerprint})`,
@@ -103,8 +109,12 @@ export function readSnapshot(file: string, session: Session): Snapshot {
 
 /** Writes --state-out atomically (write, then rename). */
 export function writeSnapshot(file: string, snapshot: Snapshot): void {
-  writeFileSync(`${file}.tmp`, encodeSnapshot(snapshot));
-  renameSync(`${file}.tmp`, file);
+  try {
+    writeFileSync(`${file}.tmp`, encodeSnapshot(snapshot));
+    renameSync(`${file}.tmp`, file);
+  } catch (error) {
+    fail(`${file}: write failed (${(error as Error).message})`);
+  }
 }
 
 export function printStats(stats: {

@@ -126,6 +126,9 @@ export async function* generate(
   );
   if (prompts.length === 0) fail('no prompts given');
   const from = options.from;
+  if (from && from.model !== model.fingerprint) {
+    fail(`the snapshot belongs to another model (${from.model}, not ${model.fingerprint})`);
+  }
   if (from && from.rows.length !== 1 && from.rows.length !== prompts.length) {
     fail(`the snapshot holds ${from.rows.length} sequences, but ${prompts.length} prompts were given`);
   }
@@ -148,12 +151,15 @@ export async function* generate(
       fail(`prompt ${index}: nothing to read (an empty prompt needs a snapshot to continue from)`);
     }
     const decoder = codec && new StreamDecoder(codec);
-    const echo = ids.map((id) => ({
+    // The prompt is read as text whatever its ids; only an EOS that ended an earlier generation (in
+    // the snapshot's history) is left out of the text, as it was then.
+    const history = ids.length - promptIds.length;
+    const echo = ids.map((id, at) => ({
       sequence: index,
       id,
-      text: decoder && !eos.has(id) ? decoder.push(id) : '',
+      text: decoder && (at >= history || !eos.has(id)) ? decoder.push(id) : '',
     }));
-    echoes.push(...echo.slice(ids.length - promptIds.length).map((p) => ({ ...p, prompt: true as const })));
+    echoes.push(...echo.slice(history).map((p) => ({ ...p, prompt: true as const })));
     return {
       index,
       ids,

@@ -81,7 +81,9 @@ export function decodeSnapshot(bytes: Uint8Array, source: string): Snapshot {
   const dataStart = align4(16 + headerLength);
   const floats = header.layers.reduce((sum, l) => sum + l.conv + l.ssm, 0);
   if (dataStart + 4 * floats + 4 !== bytes.length) bad('state size does not match the header');
-  const data = new Float32Array(bytes.slice(dataStart, dataStart + 4 * floats).buffer);
+  // Copied out: a Node Buffer's slice() is a view on its whole (possibly pooled) ArrayBuffer.
+  const data = new Float32Array(floats);
+  new Uint8Array(data.buffer).set(bytes.subarray(dataStart, dataStart + 4 * floats));
   let at = 0;
   const layers = header.layers.map((l) => {
     const conv = data.subarray(at, at + l.conv);

@@ -170,8 +170,8 @@ const commandCases: ErrorCase[] = [
   ),
   usage(
     'unknown --backend',
-    [...logits(), '--backend', 'webgpu'],
-    'logits: unknown backend "webgpu" \\(available: cpu\\)',
+    [...logits(), '--backend', 'cuda'],
+    'logits: unknown backend "cuda" \\(available: cpu, webgpu\\)',
   ),
   usage(
     '--model that does not exist',
