@@ -9,34 +9,16 @@
 // - a line is taken literally, `$` patterns included.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { decodeSnapshot } from '../../src/generate/snapshot.ts';
 import { Tokenizer } from '../../src/io/tokenizer.ts';
-import { assertOk, assertOneLineError, type CliResult, cli, repoRoot, tmpRoot } from '../helpers/cli.ts';
+import { assertOk, assertOneLineError, type CliResult, cli, tmpRoot } from '../helpers/cli.ts';
 import { fixture } from '../helpers/fixtures.ts';
 
 /** Runs `mamba-ts chat ...args` with `input` on stdin. */
-function chat(args: string[], input: string): Promise<CliResult> {
-  const env = { ...process.env };
-  delete env.MAMBA_TS_DEBUG;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'chat', ...args], {
-      cwd: repoRoot,
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
+const chat = (args: string[], input: string): Promise<CliResult> => cli(['chat', ...args], input);
 
 const tmp = tmpRoot('chat');
 const file = (name: string) => path.join(tmp, name);

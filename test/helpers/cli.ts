@@ -38,11 +38,12 @@ async function slot<T>(work: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Runs `mamba-ts ...args` from the repository root (MAMBA_TS_DEBUG unset). Commands may be started
+ * Runs `mamba-ts ...args` from the repository root (MAMBA_TS_DEBUG unset), with `input` on stdin
+ * when given. Commands may be started
  * long before a test awaits them (it rejects only when the process cannot start; that rejection is
  * marked handled here and surfaces where the result is awaited).
  */
-export function cli(args: string[]): Promise<CliResult> {
+export function cli(args: string[], input?: string): Promise<CliResult> {
   const env = { ...process.env };
   delete env.MAMBA_TS_DEBUG;
   const result = slot(
@@ -51,12 +52,13 @@ export function cli(args: string[]): Promise<CliResult> {
         const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', ...args], {
           cwd: repoRoot,
           env,
-          stdio: ['ignore', 'pipe', 'pipe'],
+          stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
         });
+        child.stdin?.end(input);
         let stdout = '';
         let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-        child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+        child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+        child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
         child.on('error', reject);
         child.on('close', (status) => resolve({ status, stdout, stderr }));
       }),
