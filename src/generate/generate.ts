@@ -12,9 +12,9 @@
 import { fail } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { CausalLM } from '../models/causalLM.ts';
-import { downloadState, type HostState, type ModelState, selectRows, uploadState } from '../models/state.ts';
+import { downloadState, type HostState, selectRows, uploadState } from '../models/state.ts';
 import { Sampler, type SamplingOptions } from './sampling.ts';
-import type { Snapshot, SnapshotRow } from './snapshot.ts';
+import type { Snapshot } from './snapshot.ts';
 import { StreamDecoder } from './streamDecoder.ts';
 
 export interface TextCodec {

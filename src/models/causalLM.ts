@@ -123,7 +123,8 @@ export class CausalLM {
 
   /** One token per sequence: tokens (b) → logits (b, 1, vocab), advancing `state`. */
   step(tokens: Int32Array, state: ModelState): Tensor {
-    return this.forward(tokens, state.batch, { state }).logits;
+    // The tidy releases the step's hidden states (only the logits leave it) on backends that pool.
+    return this.backend.tidy(() => this.forward(tokens, state.batch, { state }).logits);
   }
 
   private lastPositions(x: Tensor, batch: number, length: number): Tensor {

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Backend } from '../../src/backends/backend.ts';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
+import { convTuning } from '../../src/backends/webgpu/kernels/conv1d.ts';
+import { linearTuning } from '../../src/backends/webgpu/kernels/linear.ts';
 import { numel, type Shape, type Tensor } from '../../src/core/tensor.ts';
 import { webgpuBackend } from '../helpers/backends.ts';
 import { normal, type Rand, relDiff, rngFor, uniform } from '../helpers/random.ts';
@@ -28,14 +30,30 @@ async function same(t: { diagnostic(m: string): void }, what: string, a: Tensor,
   assert.ok(diff < TOL, `${what} differs by ${diff}`);
 }
 
-for (const [m, n, k, bias] of [
-  [1, 70, 33, true],
-  [130, 70, 300, false],
-  [64, 64, 16, true],
-  [3, 200, 1, false],
+// m ≤ 8 takes the matvec kernel (vec4 loads when k % 4 == 0, scalar otherwise), larger m the
+// tiled kernel (64-tiles; 128-tiles where tile128 forces them on these small shapes).
+for (const [m, n, k, bias, tile128] of [
+  [1, 70, 33, true, false],
+  [1, 1000, 132, false, false],
+  [2, 9, 256, true, false],
+  [3, 200, 1, false, false],
+  [4, 17, 64, true, false],
+  [5, 33, 12, false, false],
+  [6, 8, 7, true, false],
+  [7, 300, 68, true, false],
+  [8, 41, 100, false, false],
+  [9, 5, 7, true, false],
+  [130, 70, 300, false, false],
+  [64, 64, 16, true, false],
+  [200, 150, 36, true, true],
+  [129, 131, 21, false, true],
 ] as const) {
-  test(`linear m=${m} n=${n} k=${k} bias=${bias}`, { skip }, async (t) => {
+  test(`linear m=${m} n=${n} k=${k} bias=${bias} tile128=${tile128}`, { skip }, async (t) => {
     const rand = rngFor(t);
+    linearTuning.minTiles128 = tile128 ? 0 : 256;
+    t.after(() => {
+      linearTuning.minTiles128 = 256;
+    });
     const [xc, xg] = both(rand, [m, k]);
     const [wc, wg] = both(rand, [n, k]);
     const [bc, bg] = both(rand, [n]);
@@ -83,9 +101,20 @@ test('addRmsNorm (with and without residual) and gatedRmsNorm (groups, both orde
   }
 });
 
-for (const l of [1, 9]) {
-  test(`causalConv1d l=${l} with state`, { skip }, async (t) => {
+// walkMax 32: l ≤ 32 walks the length per channel; walkMax 0 forces the parallel form with its
+// state shift (l = 2 < w − 1 shifts part of the old state).
+for (const [l, walkMax] of [
+  [1, 32],
+  [9, 32],
+  [2, 0],
+  [45, 32],
+] as const) {
+  test(`causalConv1d l=${l} walkMax=${walkMax} with state`, { skip }, async (t) => {
     const rand = rngFor(t);
+    convTuning.walkMaxLength = walkMax;
+    t.after(() => {
+      convTuning.walkMaxLength = 32;
+    });
     const [b, c, w] = [2, 70, 4];
     const [xc, xg] = both(rand, [b, l, c]);
     const [wc, wg] = both(rand, [c, w]);
@@ -103,10 +132,13 @@ for (const l of [1, 9]) {
   });
 }
 
+// l ≥ 32 at these widths runs the chunked form (chunks of ≥ 16 positions, the last one ragged).
 for (const [l, n] of [
   [1, 16],
   [37, 16],
   [13, 5],
+  [100, 16],
+  [61, 5],
 ] as const) {
   test(`selectiveScan l=${l} n=${n} with state`, { skip }, async (t) => {
     const rand = rngFor(t);
@@ -133,14 +165,17 @@ for (const [l, n] of [
   });
 }
 
-for (const [l, q, g, dtMax] of [
-  [1, 8, 1, Number.POSITIVE_INFINITY],
-  [29, 8, 2, Number.POSITIVE_INFINITY],
-  [20, 16, 2, 0.05],
+// l ≥ 32 runs the chunked form over length; n = 6 takes the scalar (non-vec4) state path.
+for (const [l, q, g, dtMax, n] of [
+  [1, 8, 1, Number.POSITIVE_INFINITY, 8],
+  [29, 8, 2, Number.POSITIVE_INFINITY, 8],
+  [20, 16, 2, 0.05, 8],
+  [83, 16, 2, Number.POSITIVE_INFINITY, 8],
+  [50, 8, 1, 0.05, 6],
 ] as const) {
-  test(`ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} with state`, { skip }, async (t) => {
+  test(`ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} n=${n} with state`, { skip }, async (t) => {
     const rand = rngFor(t);
-    const [b, h, p, n] = [2, 4, 3, 8];
+    const [b, h, p] = [2, 4, 3];
     const x = both(rand, [b, l, h * p]);
     const dt = both(rand, [b, l, h]);
     const dtBias = both(rand, [h], () => uniform(rand, -3, 0));

@@ -1,6 +1,9 @@
 // Reuses GPU storage buffers: activations are released at the end of each tidy scope and handed
 // out again by size class (powers of two from 256 bytes), so a forward pass or a decoding step
 // allocates nothing once warm. Weights are allocated at their exact size and never pooled.
+// A request takes the oldest free buffer of its class (not the last released), so the same
+// sequence of requests from the same free set gets the same buffers: a decoding step binds the
+// same buffers as the step before, and the backend's bind group cache hits.
 
 import { Usage } from './gpuTensor.ts';
 
@@ -8,6 +11,8 @@ const USAGE = Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST;
 
 export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly age = new WeakMap<GPUBuffer, number>();
+  private made = 0;
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -18,7 +23,20 @@ export class BufferPool {
 
   acquire(bytes: number): GPUBuffer {
     const size = BufferPool.sizeClass(bytes);
-    return this.free.get(size)?.pop() ?? this.device.createBuffer({ size, usage: USAGE });
+    const list = this.free.get(size);
+    if (list === undefined || list.length === 0) {
+      const buffer = this.device.createBuffer({ size, usage: USAGE });
+      this.age.set(buffer, this.made++);
+      return buffer;
+    }
+    let best = 0;
+    for (let i = 1; i < list.length; i++) {
+      if (this.age.get(list[i])! < this.age.get(list[best])!) best = i;
+    }
+    const buffer = list[best];
+    list[best] = list[list.length - 1];
+    list.pop();
+    return buffer;
   }
 
   release(buffer: GPUBuffer): void {

@@ -32,11 +32,26 @@ export interface Kernel {
 }
 
 const ARENA_BYTES = 1 << 20;
+/** Dispatches recorded before a submit (keeps the GPU busy while the CPU records the rest). */
+export const backendTuning = { flushEvery: 48 };
+/** Bind groups cached per pipeline before the cache is cleared (buffers come and go). */
+const MAX_BIND_GROUPS = 4096;
+
+interface CachedPipeline {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  id: number;
+  bindGroups: Map<string, GPUBindGroup>;
+}
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   private readonly pool: BufferPool;
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, CachedPipeline>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 0;
+  private dispatches = 0;
+  private readonly staging = new Map<number, GPUBuffer[]>();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly arena: GPUBuffer;
@@ -103,21 +118,27 @@ export class WebGpuBackend implements Backend {
   async read(tensor: Tensor): Promise<Float32Array | Int32Array> {
     const t = tensor as GpuTensor;
     const size = Math.ceil(t.bytes / 4) * 4;
-    const staging = this.device.createBuffer({
-      size: Math.max(size, 4),
-      usage: Usage.MAP_READ | Usage.COPY_DST,
-    });
+    // Staging buffers are reused by size class (a decoding loop reads the same size every step).
+    const sizeClass = BufferPool.sizeClass(size);
+    const staging =
+      this.staging.get(sizeClass)?.pop() ??
+      this.device.createBuffer({ size: sizeClass, usage: Usage.MAP_READ | Usage.COPY_DST });
     this.commandEncoder().copyBufferToBuffer(t.buffer, 0, staging, 0, size);
     this.flush();
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await staging.mapAsync(GPUMapMode.READ, 0, sizeClass);
     } catch (error) {
       this.check();
       throw error;
     }
     this.check();
-    const bytes = staging.getMappedRange().slice(0);
-    staging.destroy();
+    const bytes = staging.getMappedRange(0, sizeClass).slice(0, size);
+    staging.unmap();
+    const list = this.staging.get(sizeClass) ?? [];
+    if (list.length < 4) {
+      list.push(staging);
+      this.staging.set(sizeClass, list);
+    } else staging.destroy();
     return t.dtype === 'i32'
       ? new Int32Array(bytes, 0, numel(t.shape))
       : new Float32Array(bytes, 0, numel(t.shape));
@@ -171,56 +192,105 @@ export class WebGpuBackend implements Backend {
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.arenaUsed = 0;
+    this.dispatches = 0;
   }
 
-  private pipeline(kernel: Kernel): GPUComputePipeline {
-    let pipeline = this.pipelines.get(kernel.wgsl);
-    if (pipeline === undefined) {
+  /** The pipeline of a kernel, with an explicit layout whose uniform binding takes a dynamic offset. */
+  private pipeline(kernel: Kernel): CachedPipeline {
+    let cached = this.pipelines.get(kernel.wgsl);
+    if (cached === undefined) {
       const module = this.device.createShaderModule({ label: kernel.name, code: kernel.wgsl });
-      pipeline = this.device.createComputePipeline({
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      for (const match of kernel.wgsl.matchAll(
+        /@binding\((\d+)\)\s*var<(storage|uniform)(?:,\s*(read_write|read))?>/g,
+      )) {
+        const type: GPUBufferBindingType =
+          match[2] === 'uniform' ? 'uniform' : match[3] === 'read_write' ? 'storage' : 'read-only-storage';
+        entries.push({
+          binding: Number(match[1]),
+          visibility: 4, // GPUShaderStage.COMPUTE
+          buffer: { type, hasDynamicOffset: type === 'uniform' },
+        });
+      }
+      const layout = this.device.createBindGroupLayout({ label: kernel.name, entries });
+      const pipeline = this.device.createComputePipeline({
         label: kernel.name,
-        layout: 'auto',
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
         compute: { module },
       });
-      this.pipelines.set(kernel.wgsl, pipeline);
+      cached = { pipeline, layout, id: this.pipelines.size, bindGroups: new Map() };
+      this.pipelines.set(kernel.wgsl, cached);
     }
-    return pipeline;
+    return cached;
   }
 
-  /** Records one dispatch of `kernel` over `workgroups`, with storage bindings and uniform params. */
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) {
+      id = this.nextBufferId++;
+      this.bufferIds.set(buffer, id);
+    }
+    return id;
+  }
+
+  /**
+   * Records one dispatch of `kernel` over `workgroups`, with storage bindings and uniform params.
+   * Bind groups are cached per pipeline by the buffers they bind (pooled buffers recur from step
+   * to step); the params live in the uniform arena at a dynamic offset. Every backendTuning.flushEvery
+   * dispatches the work so far is submitted, so that the GPU runs while the CPU records the rest.
+   */
   dispatch(
     kernel: Kernel,
     buffers: readonly Tensor[],
     params: readonly Param[],
     workgroups: readonly number[],
   ): void {
-    const align = Math.max(16, this.limits.minUniformBufferOffsetAlignment);
-    const bytes = Math.max(16, Math.ceil((params.length * 4) / 16) * 16);
-    if (this.arenaUsed + bytes > ARENA_BYTES) this.flush();
-    const offset = this.arenaUsed;
-    const view = new DataView(this.arenaData, offset, bytes);
-    params.forEach((p, i) => {
-      if (typeof p === 'number') view.setUint32(4 * i, p, true);
-      else if ('f32' in p) view.setFloat32(4 * i, p.f32, true);
-      else view.setInt32(4 * i, p.i32, true);
-    });
-    this.arenaUsed = Math.ceil((offset + bytes) / align) * align;
-    const pipeline = this.pipeline(kernel);
-    const entries: GPUBindGroupEntry[] = buffers.map((t, i) => ({
-      binding: i,
-      resource: { buffer: (t as GpuTensor).buffer },
-    }));
-    if (params.length > 0)
-      entries.push({ binding: buffers.length, resource: { buffer: this.arena, offset, size: bytes } });
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    if (this.pass === null) this.pass = this.commandEncoder().beginComputePass();
-    this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = workgroups;
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max)
       fail(`webgpu backend: ${kernel.name} needs ${workgroups} workgroups, over ${max} per dimension`);
+    const align = Math.max(16, this.limits.minUniformBufferOffsetAlignment);
+    const bytes = Math.max(16, Math.ceil((params.length * 4) / 16) * 16);
+    if (this.arenaUsed + bytes > ARENA_BYTES || this.dispatches >= backendTuning.flushEvery) this.flush();
+    const offset = this.arenaUsed;
+    const view = new DataView(this.arenaData, offset, bytes);
+    for (let i = 0; i < params.length; i++) {
+      const p = params[i];
+      if (typeof p === 'number') view.setUint32(4 * i, p, true);
+      else if ('f32' in p) view.setFloat32(4 * i, p.f32, true);
+      else view.setInt32(4 * i, p.i32, true);
+    }
+    this.arenaUsed = Math.ceil((offset + bytes) / align) * align;
+    const cached = this.pipeline(kernel);
+    let key = `${bytes}`;
+    for (const t of buffers) key += `,${this.bufferId((t as GpuTensor).buffer)}`;
+    let bindGroup = cached.bindGroups.get(key);
+    if (bindGroup === undefined) {
+      const entries: GPUBindGroupEntry[] = buffers.map((t, i) => ({
+        binding: i,
+        resource: { buffer: (t as GpuTensor).buffer },
+      }));
+      if (params.length > 0)
+        entries.push({ binding: buffers.length, resource: { buffer: this.arena, offset: 0, size: bytes } });
+      bindGroup = this.device.createBindGroup({ layout: cached.layout, entries });
+      if (cached.bindGroups.size >= MAX_BIND_GROUPS) cached.bindGroups.clear();
+      cached.bindGroups.set(key, bindGroup);
+    }
+    if (this.pass === null) this.pass = this.commandEncoder().beginComputePass();
+    this.pass.setPipeline(cached.pipeline);
+    if (params.length > 0) this.pass.setBindGroup(0, bindGroup, [offset]);
+    else this.pass.setBindGroup(0, bindGroup);
+    this.dispatches++;
     if (x > 0 && y > 0 && z > 0) this.pass.dispatchWorkgroups(x, y, z);
+  }
+
+  /** Gives a tensor's buffer back to the pool now (outside any tidy scope, e.g. a step's logits). */
+  release(tensor: Tensor): void {
+    const t = tensor as GpuTensor;
+    if (t.pooled && !t.released) {
+      t.released = true;
+      this.pool.release(t.buffer);
+    }
   }
 
   embedding(ids: Tensor, weight: Tensor): Tensor {

@@ -1,6 +1,10 @@
-// WGSL kernel: causal depthwise conv1d over the length axis, + bias, optional SiLU, reading and
-// advancing the conv state (the last w−1 inputs of each channel). One thread per (batch, channel)
-// walks the whole length with its window in registers (w is a compile-time constant).
+// WGSL kernels: causal depthwise conv1d over the length axis, + bias, optional SiLU, reading and
+// advancing the conv state (the last w−1 inputs of each channel); w is a compile-time constant.
+// - `walk` (short sequences, decoding): one thread per (batch, channel) walks the whole length
+//   with its window in registers and writes the state back. Grid (⌈c/64⌉, b).
+// - `parallel` (long sequences): one thread per output (batch, position, channel) reads its w
+//   inputs (from the state before position 0); then `shift` (one thread per (batch, channel))
+//   writes the new state from the last w−1 inputs. Grids (⌈c/64⌉, l, b) and (⌈c/64⌉, b).
 // Bindings: 0 x (b, l, c) · 1 weight (c, w) · 2 bias (c) · 3 state (b, c, w−1) read-write ·
 // 4 y (b, l, c) · 5 params {b, l, c, silu, hasBias}.
 // Reference: causalConv1d in src/backends/cpu/conv1d.ts.
@@ -8,7 +12,10 @@
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 
-const wgsl = (w: number) => /* wgsl */ `
+/** Lengths above this take the parallel form. */
+export const convTuning = { walkMaxLength: 32 };
+
+const head = (w: number) => /* wgsl */ `
 const W = ${w}u;
 struct Params { b: u32, l: u32, c: u32, silu: u32, hasBias: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -16,7 +23,9 @@ struct Params { b: u32, l: u32, c: u32, silu: u32, hasBias: u32 }
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> state: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(5) var<uniform> params: Params;`;
+
+const walk = (w: number) => /* wgsl */ `${head(w)}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
@@ -42,6 +51,58 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   for (var j = 0u; j < W - 1u; j++) { state[s0 + j] = window[j]; }
 }`;
 
+const parallel = (w: number) => /* wgsl */ `${head(w)}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let ch = id.x;
+  let t = id.y;
+  let bi = id.z;
+  if (ch >= params.c) { return; }
+  let s0 = (bi * params.c + ch) * (W - 1u);
+  var acc = 0.0;
+  if (params.hasBias != 0u) { acc = bias[ch]; }
+  for (var j = 0u; j < W; j++) {
+    // Tap j sees position t − (W−1) + j; positions before 0 come from the state.
+    let pos = i32(t) - i32(W - 1u) + i32(j);
+    var v: f32;
+    if (pos >= 0) { v = x[(bi * params.l + u32(pos)) * params.c + ch]; }
+    else { v = state[s0 + u32(i32(W - 1u) + pos)]; }
+    acc += weight[ch * W + j] * v;
+  }
+  if (params.silu != 0u) { acc = acc / (1.0 + exp(-acc)); }
+  y[(bi * params.l + t) * params.c + ch] = acc;
+}`;
+
+const shift = (w: number) => /* wgsl */ `${head(w)}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let ch = id.x;
+  let bi = id.y;
+  if (ch >= params.c) { return; }
+  let s0 = (bi * params.c + ch) * (W - 1u);
+  // Ascending j reads state[j + l] before anything overwrites it (only when l < W − 1).
+  for (var j = 0u; j < W - 1u; j++) {
+    let pos = i32(params.l) - i32(W - 1u) + i32(j);
+    var v: f32;
+    if (pos >= 0) { v = x[(bi * params.l + u32(pos)) * params.c + ch]; }
+    else { v = state[s0 + j + params.l]; }
+    state[s0 + j] = v;
+  }
+}`;
+
+const sources = new Map<string, string>();
+function source(kind: 'walk' | 'parallel' | 'shift', w: number): string {
+  const key = `${kind}${w}`;
+  let s = sources.get(key);
+  if (s === undefined) {
+    s = { walk, parallel, shift }[kind](w);
+    sources.set(key, s);
+  }
+  return s;
+}
+
 export function conv1d(
   be: WebGpuBackend,
   x: GpuTensor,
@@ -54,9 +115,13 @@ export function conv1d(
   const w = weight.shape[1];
   const y = be.alloc(x.shape);
   const params = [b, l, c, silu ? 1 : 0, bias ? 1 : 0];
-  be.dispatch({ name: 'conv1d', wgsl: wgsl(w) }, [x, weight, bias ?? weight, state, y], params, [
-    Math.ceil(c / 64),
-    b,
-  ]);
+  const buffers = [x, weight, bias ?? weight, state, y];
+  const groups = Math.ceil(c / 64);
+  if (l <= convTuning.walkMaxLength || l > be.limits.maxComputeWorkgroupsPerDimension) {
+    be.dispatch({ name: 'conv1dWalk', wgsl: source('walk', w) }, buffers, params, [groups, b]);
+    return y;
+  }
+  be.dispatch({ name: 'conv1d', wgsl: source('parallel', w) }, buffers, params, [groups, l, b]);
+  be.dispatch({ name: 'conv1dShift', wgsl: source('shift', w) }, buffers, params, [groups, b]);
   return y;
 }

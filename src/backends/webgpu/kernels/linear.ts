@@ -1,74 +1,112 @@
 // WGSL kernel: out (m, n) = x (m, k) · wᵀ + bias, w (n, k) as torch.nn.Linear stores it.
-// Tiled: a 16×16 workgroup computes a 64×64 output tile, each thread a 4×4 block in registers;
-// x and w tiles of 64×16 are staged in workgroup memory per step over k.
+// For m ≤ MAX_M (decoding) the memory-bound matvec kernel (matvec.ts) runs instead.
+// Tiled: a 16×16 workgroup computes a T×T output tile (T = 128, or 64 when 128-tiles would not
+// fill the GPU), each thread an (T/16)×(T/16) block in registers: rows 4·ty + 64·a + {0..3},
+// columns 4·tx + 64·b + {0..3}. Per step over k, T×16 tiles of x and w are staged in workgroup
+// memory k-major as vec4 along the rows (xs[kk][row/4], ws[kk][col/4]), so the inner loop does
+// T/64 + T/64 vec4 reads for (T/16)² multiply-adds. Global loads are vec4 along k when k % 4 == 0
+// (V = 4), scalar otherwise (V = 1).
 // Bindings: 0 x (m, k) · 1 w (n, k) · 2 bias (n) · 3 out (m, n) · 4 params {m, n, k, hasBias}.
-// Grid: (⌈n/64⌉, ⌈m/64⌉). Reference: linear in src/backends/cpu/matmul.ts.
+// Grid: (⌈n/T⌉, ⌈m/T⌉). Reference: linear in src/backends/cpu/matmul.ts (f32, the summation
+// order differs).
 
 import { fail } from '../../../core/errors.ts';
 import { numel, showShape } from '../../../core/tensor.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
+import { MAX_M, matvec } from './matvec.ts';
 
-const TILE = 64;
 const KT = 16;
+/** 128-tiles when the grid of them has at least this many workgroups (tests may change it). */
+export const linearTuning = { minTiles128: 256 };
+const sources = new Map<string, string>();
 
-const wgsl = /* wgsl */ `
-const TILE = ${TILE}u;
+function wgsl(tile: 64 | 128, vec: 1 | 4): string {
+  const key = `${tile}:${vec}`;
+  let source = sources.get(key);
+  if (source !== undefined) return source;
+  const R = tile / 64; // vec4 groups per thread along rows and along columns
+  source = /* wgsl */ `
+alias V = ${vec === 4 ? 'vec4<f32>' : 'f32'};
+const T = ${tile}u;
+const T4 = ${tile / 4}u;
 const KT = ${KT}u;
+const R = ${R}u;
+const VEC = ${vec}u;
 struct Params { m: u32, n: u32, k: u32, hasBias: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<V>;
+@group(0) @binding(1) var<storage, read> w: array<V>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
-var<workgroup> xs: array<f32, ${TILE * KT}>; // (TILE rows of x, KT)
-var<workgroup> ws: array<f32, ${TILE * KT}>; // (TILE rows of w, KT)
+var<workgroup> xs: array<vec4<f32>, ${(tile / 4) * KT}>; // (KT, T/4): x[row, k] at [k][row/4][row%4]
+var<workgroup> ws: array<vec4<f32>, ${(tile / 4) * KT}>; // (KT, T/4)
+
+fn comp(v: V, c: u32) -> f32 { ${vec === 4 ? 'return v[c];' : 'return v;'} }
+
+// Stages rows [r0, r0 + T) × k [k0, k0 + KT) of a (rows, k) matrix into tile, zero outside.
+fn stage(isX: bool, r0: u32, rows: u32, k0: u32, li: u32) {
+  let kv = params.k / VEC;
+  for (var e = li; e < T * KT / VEC; e += 256u) {
+    let r = e / (KT / VEC);
+    let q = (e % (KT / VEC)) * VEC; // k offset in the tile
+    var v = V(0.0);
+    if (r0 + r < rows && k0 + q < params.k) {
+      let at = (r0 + r) * kv + (k0 + q) / VEC;
+      if (isX) { v = x[at]; } else { v = w[at]; }
+    }
+    for (var c = 0u; c < VEC; c++) {
+      if (isX) { xs[(q + c) * T4 + r / 4u][r % 4u] = comp(v, c); }
+      else { ws[(q + c) * T4 + r / 4u][r % 4u] = comp(v, c); }
+    }
+  }
+}
 
 @compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row0 = wg.y * TILE;
-  let col0 = wg.x * TILE;
-  let lane = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let row0 = wg.y * T;
+  let col0 = wg.x * T;
+  var acc: array<array<vec4<f32>, R * 4u>, R>; // [b][a*4 + i] = rows (a, i), columns b*64 + 4·tx + 0..3
   for (var k0 = 0u; k0 < params.k; k0 += KT) {
-    // 256 threads load 64×16 values of each tile: 4 each.
-    for (var e = lane; e < TILE * KT; e += 256u) {
-      let r = e / KT;
-      let kk = k0 + e % KT;
-      var xv = 0.0;
-      if (row0 + r < params.m && kk < params.k) { xv = x[(row0 + r) * params.k + kk]; }
-      xs[e] = xv;
-      var wv = 0.0;
-      if (col0 + r < params.n && kk < params.k) { wv = w[(col0 + r) * params.k + kk]; }
-      ws[e] = wv;
-    }
+    stage(true, row0, params.m, k0, li);
+    stage(false, col0, params.n, k0, li);
     workgroupBarrier();
     for (var kk = 0u; kk < KT; kk++) {
-      var xr: array<f32, 4>;
-      var wr: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        xr[i] = xs[(lid.y * 4u + i) * KT + kk];
-        wr[i] = ws[(lid.x * 4u + i) * KT + kk];
+      var xr: array<vec4<f32>, R>;
+      var wr: array<vec4<f32>, R>;
+      for (var a = 0u; a < R; a++) {
+        xr[a] = xs[kk * T4 + lid.y + 16u * a];
+        wr[a] = ws[kk * T4 + lid.x + 16u * a];
       }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] += xr[i] * wr[j]; }
+      for (var a = 0u; a < R; a++) {
+        for (var i = 0u; i < 4u; i++) {
+          for (var b = 0u; b < R; b++) { acc[b][a * 4u + i] += xr[a][i] * wr[b]; }
+        }
       }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let r = row0 + lid.y * 4u + i;
-    if (r >= params.m) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let c = col0 + lid.x * 4u + j;
-      if (c >= params.n) { continue; }
-      var v = acc[i * 4u + j];
-      if (params.hasBias != 0u) { v += bias[c]; }
-      out[r * params.n + c] = v;
+  for (var a = 0u; a < R; a++) {
+    for (var i = 0u; i < 4u; i++) {
+      let r = row0 + 64u * a + 4u * lid.y + i;
+      if (r >= params.m) { continue; }
+      for (var b = 0u; b < R; b++) {
+        for (var j = 0u; j < 4u; j++) {
+          let c = col0 + 64u * b + 4u * lid.x + j;
+          if (c >= params.n) { continue; }
+          var v = acc[b][a * 4u + i][j];
+          if (params.hasBias != 0u) { v += bias[c]; }
+          out[r * params.n + c] = v;
+        }
+      }
     }
   }
 }`;
+  sources.set(key, source);
+  return source;
+}
 
 export function linear(
   be: WebGpuBackend,
@@ -81,11 +119,17 @@ export function linear(
   const [n, kw] = weight.shape;
   if (kw !== k) fail(`linear: input ${showShape(x.shape)} does not match weight ${showShape(weight.shape)}`);
   const out = be.alloc([...x.shape.slice(0, -1), n]);
+  if (m <= MAX_M) {
+    matvec(be, x, weight, bias, out, m);
+    return out;
+  }
+  const tile = Math.ceil(m / 128) * Math.ceil(n / 128) >= linearTuning.minTiles128 ? 128 : 64;
+  const vec = k % 4 === 0 ? 4 : 1;
   be.dispatch(
-    { name: 'linear', wgsl },
+    { name: `linear${tile}x${vec}`, wgsl: wgsl(tile, vec) },
     [x, weight, bias ?? weight, out],
     [m, n, k, bias ? 1 : 0],
-    [Math.ceil(n / TILE), Math.ceil(m / TILE)],
+    [Math.ceil(n / tile), Math.ceil(m / tile)],
   );
   return out;
 }
