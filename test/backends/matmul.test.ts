@@ -1,8 +1,9 @@
-// linear() against a naive float64 triple loop on fresh random inputs: many shapes (1s, odd sizes
-// off the kernels' 8-row and 3×3 blocks, k = 0, m = 0), with and without bias, on subarray views at
-// odd offsets, single-threaded (plain arrays, or MAMBA_TS_THREADS=1) and on the worker pool
-// (SharedArrayBuffer-backed weights; 3 threads so that two workers split the columns). Each test
-// prints the seed and the largest max |diff| / max |ref|.
+// linear() against a naive float64 triple loop on fresh random inputs: many shapes (1s, sizes off
+// the kernels' 1×8 / 2×4 tiles and 8-column chunks, both sides of the direct/packed switch at
+// m = 12, k = 0, m = 0), with and without bias, on subarray views at odd offsets, single-threaded
+// (plain arrays, or MAMBA_TS_THREADS=1) and on the worker pool (SharedArrayBuffer-backed arrays;
+// 3 threads so that two workers share the chunks). Each test prints the seed and the largest
+// max |diff| / max |ref|. The file exiting at all shows that the idle workers don't hold the process.
 
 import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
@@ -43,7 +44,7 @@ function reference(
   return out;
 }
 
-/** Runs each [m, n, k] with and without bias, offset 0 and odd offsets; returns the worst diff. */
+/** Runs each [m, n, k] with and without bias, at offset 0 and odd offsets; prints the worst diff. */
 function checkShapes(t: TestContext, alloc: Alloc, shapes: number[][]): void {
   const rand = rngFor(t);
   let worst = 0;
@@ -83,7 +84,10 @@ const SMALL = [
   [6, 2, 7],
   [7, 80, 48],
   [8, 16, 3],
+  [11, 9, 20],
+  [12, 13, 17],
   [13, 37, 29],
+  [13, 5, 0],
   [1, 80, 1536],
   [33, 100, 65],
 ];

@@ -1,24 +1,25 @@
 // Linear layer for the CPU backend: out (m, n) = x (m, k) · wᵀ + bias, with w (n, k) row-major as
 // PyTorch's nn.Linear stores it. Plain TypeScript; sums are carried in doubles (JS numbers) and
-// rounded to float32 once, on the store.
+// rounded to float32 once, on the store. out must not overlap x, w or bias.
 //
 // Scheme. x rows and w rows are both contiguous in k, so every kernel is a small register tile of
-// dot products run over the whole k (k ≤ a few thousand: no k blocking). Operands come from plain JS
-// arrays of doubles where possible: V8 loads those with fewer instructions than typed-array
-// elements (no float32→float64 conversion, simpler bounds check), ~35% faster in the hot loop.
-// - Direct (m < PACK_M, decode): w is read from its float32 storage, in blocks of DOT_ROWS rows
-//   that the m x rows reuse from cache, so w is streamed from memory once; x is copied into a JS
-//   array. Tiles: 2 x rows × 4 w rows (pairs of rows), 1 x row × 8 w rows (m = 1, odd last row).
-// - Packed (m ≥ PACK_M, prefill): chunks of MC x rows and then blocks of w rows (PACK_ELEMS doubles,
-//   L2-sized) are copied into JS arrays, zero-padded to even / multiple-of-4 row counts, and run by
-//   a 2×4 tile (8 accumulators + 6 operands fit V8's 15 usable xmm registers; 2×4, 4×2 and 3×3
-//   measured best of 1×8…4×4, unrolling over k only hurt). Packing costs ~1.3 ns an element, which
-//   the direct tiles beat below m ≈ PACK_M.
+// dot products over the whole k (no k blocking). x is first copied into a plain JS array of doubles:
+// V8 loads those with fewer instructions than typed-array elements (no float32→float64
+// conversion, simpler bounds check), ~35% faster in a hot loop. Then, per column chunk:
+// - Direct (m < PACK_M, decode): w is read in place, in blocks of DOT_ROWS rows that all m x rows
+//   reuse from cache, so it is streamed from memory once. Tiles: 2 x rows × 4 w rows for pairs of
+//   rows, 1 x row × 8 w rows for m = 1 or an odd last row (8 accumulators, 1 x load per 8 w loads).
+// - Packed (m ≥ PACK_M, prefill): blocks of PACK_ELEMS (L2-sized) w rows are copied into a JS array
+//   too, zero-padded to 4-row multiples (x to an even row count), and run by a 2×4 tile over all row
+//   pairs: 8 accumulators + 6 operands fit V8's 15 usable xmm registers; 2×4, 4×2 and 3×3 measured
+//   best of 1×8…4×4, unrolling over k only hurt. Packing costs ~1.3 ns an element, which the direct
+//   tiles win back below m ≈ 12. Scratch (grow-only, per thread): the packed x, twice the size of x.
 // Tiles write their sums into `tile`; store() adds the bias and writes the valid corner to out.
-// Hot indices are written `(a + b) | 0` so V8 emits int32 adds without overflow checks.
-// Threads: linear() hands the job to threads.ts, which splits the n columns between the main thread
-// and workers running linearCols; it declines small jobs and weights not in a SharedArrayBuffer.
-// Left out: k blocking, transposed or quantized weights, float64 outputs.
+// Hot indices are written `(a + b) | 0` so V8 emits int32 adds without overflow checks; each tile
+// sees one array type only (hence tile2x4 and tile2x4f32), as polymorphic loads cost ~40%.
+// Threads: linear() offers the job to threads.ts, which shares column chunks between the main
+// thread and workers that run linearCols; it declines small jobs and weights outside a
+// SharedArrayBuffer. Left out: k blocking, transposed or quantized weights.
 
 import { parallelLinear } from './threads.ts';
 
@@ -28,8 +29,6 @@ const PACK_M = 12;
 const DOT_ROWS = 64;
 /** Doubles of packed w per block (768 KiB). */
 const PACK_ELEMS = 98304;
-/** x rows packed at a time (bounds the scratch; w is re-packed per chunk). */
-const MC = 256;
 
 let wPack: number[] = [];
 let xPack: number[] = [];
@@ -50,13 +49,16 @@ export function linear(
   }
   if (m === 0 || n === 0) return;
   if (!parallelLinear(out, x, w, bias, m, n, k, linearCols)) {
-    linearCols(out, 0, x, 0, w, 0, bias, 0, m, n, k, 0, n);
+    linearCols(out, 0, x, 0, w, 0, bias, 0, m, n, k, n, 0, none);
   }
 }
 
+const none = () => -1;
+
 /**
- * Columns j0..j1 of linear(), with every array addressed from an element offset: out[oOff + i·n + j],
- * x[xOff + i·k + p], w[wOff + j·k + p], bias[bOff + j]. This is one thread's share of a job.
+ * One thread's part of linear(): column chunk `first`, then each chunk next() returns until −1;
+ * chunk c is columns [c·width, min(n, (c + 1)·width)). Arrays are addressed from element offsets:
+ * out[oOff + i·n + j], x[xOff + i·k + p], w[wOff + j·k + p], bias[bOff + j].
  */
 export function linearCols(
   out: Float32Array,
@@ -70,13 +72,36 @@ export function linearCols(
   m: number,
   n: number,
   k: number,
+  width: number,
+  first: number,
+  next: () => number,
+): void {
+  const rows = m + (m & 1);
+  if (xPack.length < rows * k) xPack = doubles(rows * k);
+  pack(xPack, x, xOff, k, m, rows);
+  for (let c = first; c >= 0; c = next()) {
+    const j0 = c * width;
+    const j1 = Math.min(n, j0 + width);
+    if (m >= PACK_M) packed(out, oOff, xPack, w, wOff, bias, bOff, m, n, k, j0, j1);
+    else direct(out, oOff, xPack, w, wOff, bias, bOff, m, n, k, j0, j1);
+  }
+}
+
+/** Columns [j0, j1) with w read in place, DOT_ROWS w rows at a time for all m rows of X. */
+function direct(
+  out: Float32Array,
+  oOff: number,
+  X: number[],
+  w: Float32Array,
+  wOff: number,
+  bias: Float32Array | null,
+  bOff: number,
+  m: number,
+  n: number,
+  k: number,
   j0: number,
   j1: number,
 ): void {
-  if (m >= PACK_M) return packed(out, oOff, x, xOff, w, wOff, bias, bOff, m, n, k, j0, j1);
-  if (xPack.length < m * k) xPack = doubles(m * k);
-  const X = xPack;
-  pack(X, x, xOff, k, m, m);
   for (let jb = j0; jb < j1; jb += DOT_ROWS) {
     const je = Math.min(j1, jb + DOT_ROWS);
     for (let i = 0; i < m; i += 2) {
@@ -99,11 +124,11 @@ export function linearCols(
   }
 }
 
+/** Columns [j0, j1) with w packed a block of rows at a time, then 2×4 tiles over all row pairs. */
 function packed(
   out: Float32Array,
   oOff: number,
-  x: Float32Array,
-  xOff: number,
+  X: number[],
   w: Float32Array,
   wOff: number,
   bias: Float32Array | null,
@@ -116,21 +141,15 @@ function packed(
 ): void {
   const nb = Math.max(4, Math.floor(PACK_ELEMS / Math.max(k, 1) / 4) * 4);
   if (wPack.length < nb * k) wPack = doubles(nb * k);
-  if (xPack.length < (MC + 1) * k) xPack = doubles((MC + 1) * k);
   const W = wPack;
-  const X = xPack;
-  for (let i0 = 0; i0 < m; i0 += MC) {
-    const mc = Math.min(MC, m - i0);
-    pack(X, x, xOff + i0 * k, k, mc, mc + (mc & 1));
-    for (let jb = j0; jb < j1; jb += nb) {
-      const nr = Math.min(nb, j1 - jb);
-      pack(W, w, wOff + jb * k, k, nr, Math.ceil(nr / 4) * 4);
-      for (let i = 0; i < mc; i += 2) {
-        const o = oOff + (i0 + i) * n + jb;
-        for (let c = 0; c < nr; c += 4) {
-          tile2x4(X, i * k, W, c * k, k);
-          store(out, o + c, n, Math.min(2, mc - i), Math.min(4, nr - c), 4, bias, bOff + jb + c);
-        }
+  for (let jb = j0; jb < j1; jb += nb) {
+    const nr = Math.min(nb, j1 - jb);
+    pack(W, w, wOff + jb * k, k, nr, Math.ceil(nr / 4) * 4);
+    for (let i = 0; i < m; i += 2) {
+      const o = oOff + i * n + jb;
+      for (let c = 0; c < nr; c += 4) {
+        tile2x4(X, i * k, W, c * k, k);
+        store(out, o + c, n, Math.min(2, m - i), Math.min(4, nr - c), 4, bias, bOff + jb + c);
       }
     }
   }

@@ -79,10 +79,13 @@ export function sharedF32(length: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(length * 4));
 }
 
-/** Threads linear() may use, the main thread included (MAMBA_TS_THREADS, read on every call). */
+const cores = availableParallelism();
+
+/** Threads linear() may use, the main thread included: MAMBA_TS_THREADS, read on every call (the
+ * pool keeps the size it started with), else os.availableParallelism(). */
 export function threadCount(): number {
   const env = Number.parseInt(process.env['MAMBA_TS_THREADS'] ?? '', 10);
-  return Math.max(1, Number.isFinite(env) ? env : availableParallelism());
+  return Math.max(1, Number.isFinite(env) ? env : cores);
 }
 
 /** Workers running now (0 before the first parallel job, or if they could not start). */
@@ -200,8 +203,9 @@ export function parallelLinear(
   k: number,
   kernel: LinearChunks,
 ): boolean {
+  if (m * n * k < MIN_MACS || n < 16 || !(w.buffer instanceof SharedArrayBuffer)) return false;
   const threads = threadCount();
-  if (threads < 2 || m * n * k < MIN_MACS || n < 16 || !(w.buffer instanceof SharedArrayBuffer)) return false;
+  if (threads < 2) return false;
   pool ??= startPool(threads - 1);
   const p = pool;
   if (p.ports.length === 0) return false;
@@ -235,7 +239,8 @@ export function parallelLinear(
   if (Atomics.load(ctrl, FAILED) !== 0) throw new Error('linear: a worker thread failed');
   const split = Math.min(n, (Atomics.load(ctrl, NEXT) & 255) * width);
   if (split < n) {
-    for (let i = 0; i < m; i++) out.set(arena.subarray(oOff + i * n + split, oOff + (i + 1) * n), i * n + split);
+    for (let i = 0; i < m; i++)
+      out.set(arena.subarray(oOff + i * n + split, oOff + (i + 1) * n), i * n + split);
   }
   return true;
 }
