@@ -68,7 +68,7 @@ export async function createGpuContext(): Promise<GpuContext> {
     error: null,
   };
   device.lost.then((lost) => {
-    if (lost.reason !== 'destroyed') context.error = `GPU device lost (${lost.message || lost.reason})`;
+    context.error = `GPU device lost (${lost.reason === 'destroyed' ? 'destroyed' : lost.message || lost.reason})`;
   });
   device.addEventListener('uncapturederror', (event) => {
     context.error ??= `GPU error: ${(event as GPUUncapturedErrorEvent).error.message.split('\n')[0]}`;
