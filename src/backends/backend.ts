@@ -14,7 +14,9 @@ import type { DType, Shape, Tensor } from '../core/tensor.ts';
 
 export interface SelectiveScanArgs {
   u: Tensor; // (b, l, d)    input after conv + SiLU
-  delta: Tensor; // (b, l, d) Δ before bias and softplus
+  delta: Tensor; // (b, l, d) Δ before bias and softplus; (b, l, R) when deltaProj is given
+  /** Mamba's dt_proj weight (d, R): Δ = delta · deltaProjᵀ first (the backend may fuse it). */
+  deltaProj?: Tensor; // (d, R)
   deltaBias: Tensor; // (d)
   A: Tensor; // (d, n)        A = -exp(A_log)
   B: Tensor; // (b, l, n)

@@ -53,14 +53,20 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Median ms of `fn` recorded `inner` times per submit, over `reps` submits (after a warm-up). */
-async function time(fn: () => void, reps: number, inner = 1): Promise<number> {
-  be.tidy(fn);
+/**
+ * Median ms of `fn` recorded `inner` times per submit, over `reps` submits (after a warm-up).
+ * `run` returns nothing, so every tensor `fn` makes (its result included) goes back to the pool.
+ */
+async function time(fn: () => unknown, reps: number, inner = 1): Promise<number> {
+  const run = () => {
+    fn();
+  };
+  be.tidy(run);
   await gpuIdle();
   const times: number[] = [];
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
-    for (let i = 0; i < inner; i++) be.tidy(fn);
+    for (let i = 0; i < inner; i++) be.tidy(run);
     await gpuIdle();
     times.push((performance.now() - t0) / inner);
   }
@@ -183,22 +189,25 @@ async function models(): Promise<void> {
       const ms = median(times);
       rows.push({ name, ms, tokensPerSecond: len / (ms / 1000) });
     }
+    const flushDefault = backendTuning.flushEvery;
     for (const [batch, flushEvery] of [
-      [1, 48],
+      [1, flushDefault],
       [1, 1e9],
-      [quick ? 3 : 64, 48],
+      [quick ? 3 : 64, flushDefault],
     ]) {
       backendTuning.flushEvery = flushEvery;
-      const name = `${family} decode b${batch}${flushEvery === 48 ? '' : ' one submit'}`;
+      const name = `${family} decode b${batch}${flushEvery === flushDefault ? '' : ' one submit'}`;
       if (!want(name)) continue;
       const state = model.newState(batch);
       const steps = quick ? 4 : batch === 1 ? 64 : 32;
       const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % vocab);
       for (let i = 0; i < 3; i++) await be.read(model.step(tokens, state)); // warm-up
       // Record-only CPU time of one step (what the JS + Dawn validation costs).
+      const d0 = be.dispatchCount;
       const r0 = performance.now();
       const pending = model.step(tokens, state);
       const recordMs = performance.now() - r0;
+      const perStep = be.dispatchCount - d0;
       await be.read(pending);
       const t0 = performance.now();
       for (let i = 0; i < steps; i++) {
@@ -211,9 +220,9 @@ async function models(): Promise<void> {
         name,
         ms,
         tokensPerSecond: batch / (ms / 1000),
-        note: `record ${recordMs.toFixed(2)} ms/step`,
+        note: `record ${recordMs.toFixed(2)} ms/step, ${perStep} dispatches`,
       });
-      backendTuning.flushEvery = 48;
+      backendTuning.flushEvery = flushDefault;
     }
   }
 }

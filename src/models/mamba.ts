@@ -2,6 +2,8 @@
 // MambaMixer compute it:
 //   in_proj → [x, z]; x → causal depthwise conv1d → SiLU → u; x_proj(u) → [Δ (rank R), B, C];
 //   Δ = dt_proj(Δ) (bias added inside the scan, with softplus); selective scan; out_proj.
+// The scan takes the low-rank Δ and dt_proj's weight: a backend may fuse the projection into it
+// (the WebGPU one does when decoding).
 
 import type { Backend } from '../backends/backend.ts';
 import type { Tensor } from '../core/tensor.ts';
@@ -48,10 +50,10 @@ export class MambaMixer implements Mixer {
     const u = be.causalConv1d(x, this.convWeight, this.convBias, state.conv, true); // (b, l, dInner)
     const dbc = be.linear(u, this.xProj, null); // (b, l, R + 2n)
     const [dtLow, B, C] = be.split(dbc, [r, n, n]); // (b, l, R), (b, l, n), (b, l, n)
-    const delta = be.linear(dtLow, this.dtProj, null); // (b, l, dInner)
     const y = be.selectiveScan({
       u,
-      delta,
+      delta: dtLow, // (b, l, R), projected by dtProj (dInner, R) to (b, l, dInner)
+      deltaProj: this.dtProj,
       deltaBias: this.dtBias,
       A: this.A,
       B,

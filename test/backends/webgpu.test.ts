@@ -9,6 +9,7 @@ import type { Backend } from '../../src/backends/backend.ts';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
 import { convTuning } from '../../src/backends/webgpu/kernels/conv1d.ts';
 import { linearTuning } from '../../src/backends/webgpu/kernels/linear.ts';
+import { ssdTuning } from '../../src/backends/webgpu/kernels/ssd.ts';
 import { numel, type Shape, type Tensor } from '../../src/core/tensor.ts';
 import { webgpuBackend } from '../helpers/backends.ts';
 import { normal, type Rand, relDiff, rngFor, uniform } from '../helpers/random.ts';
@@ -30,8 +31,10 @@ async function same(t: { diagnostic(m: string): void }, what: string, a: Tensor,
   assert.ok(diff < TOL, `${what} differs by ${diff}`);
 }
 
-// m ≤ 8 takes the matvec kernel (vec4 loads when k % 4 == 0, scalar otherwise), larger m the
-// tiled kernel (64-tiles; 128-tiles where tile128 forces them on these small shapes).
+// m ≤ 64 takes the matvec kernel here (matvecMaxM raised from its default of 8: vec4 loads when
+// k % 4 == 0, scalar otherwise; rows in blocks of up to 8, the last one ragged), larger m the
+// tiled kernel (64-tiles; 128-tiles where tile128 forces them on these small shapes), split
+// along k when its tiles are few and k is long (here 300 and 1000, the last slice ragged).
 for (const [m, n, k, bias, tile128] of [
   [1, 70, 33, true, false],
   [1, 1000, 132, false, false],
@@ -47,12 +50,17 @@ for (const [m, n, k, bias, tile128] of [
   [64, 64, 16, true, false],
   [200, 150, 36, true, true],
   [129, 131, 21, false, true],
+  [37, 300, 68, true, false],
+  [100, 33, 1000, true, false],
+  [64, 100, 1001, true, false],
 ] as const) {
   test(`linear m=${m} n=${n} k=${k} bias=${bias} tile128=${tile128}`, { skip }, async (t) => {
     const rand = rngFor(t);
     linearTuning.minTiles128 = tile128 ? 0 : 256;
+    linearTuning.matvecMaxM = 64;
     t.after(() => {
       linearTuning.minTiles128 = 256;
+      linearTuning.matvecMaxM = 8;
     });
     const [xc, xg] = both(rand, [m, k]);
     const [wc, wg] = both(rand, [n, k]);
@@ -165,17 +173,33 @@ for (const [l, n] of [
   });
 }
 
-// l ≥ 32 runs the chunked form over length; n = 6 takes the scalar (non-vec4) state path.
-for (const [l, q, g, dtMax, n] of [
-  [1, 8, 1, Number.POSITIVE_INFINITY, 8],
-  [29, 8, 2, Number.POSITIVE_INFINITY, 8],
-  [20, 16, 2, 0.05, 8],
-  [83, 16, 2, Number.POSITIVE_INFINITY, 8],
-  [50, 8, 1, 0.05, 6],
+// l ≤ scan (ssdTuning.scanMaxLength) runs the recurrence (n = 6: its scalar, non-vec4 state
+// path), longer ones the chunked form: several chunks with the last one partial, q > l, groups 2,
+// p and n ragged against the 64-tiles (and more than one tile), tiles of 128 (rm, rn = 2), tiles
+// picked per pass (0, 0: 128 along dimensions ≥ 128) with a chunk of over 256 positions, and
+// chunk states computed transposed (n ≥ 128 > p). The initial state is random; the final state
+// is compared.
+for (const [l, q, g, dtMax, n, p, scan, rm, rn] of [
+  [1, 8, 1, Number.POSITIVE_INFINITY, 8, 3, 32, 1, 1],
+  [29, 8, 2, Number.POSITIVE_INFINITY, 8, 3, 32, 1, 1],
+  [50, 8, 1, 0.05, 6, 3, 32, 1, 1],
+  [20, 16, 2, 0.05, 8, 3, 0, 1, 1],
+  [83, 16, 2, Number.POSITIVE_INFINITY, 8, 3, 0, 1, 1],
+  [50, 8, 1, 0.05, 6, 5, 0, 1, 1],
+  [70, 32, 2, Number.POSITIVE_INFINITY, 70, 67, 0, 1, 1],
+  [45, 64, 1, Number.POSITIVE_INFINITY, 20, 5, 0, 2, 2],
+  [100, 48, 2, Number.POSITIVE_INFINITY, 33, 9, 0, 2, 1],
+  [300, 270, 1, Number.POSITIVE_INFINITY, 130, 4, 0, 0, 0],
+  [90, 40, 2, 0.05, 128, 5, 0, 1, 1],
 ] as const) {
-  test(`ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} n=${n} with state`, { skip }, async (t) => {
+  const name = `ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} n=${n} p=${p} scan≤${scan} tiles=${rm},${rn}`;
+  test(name, { skip }, async (t) => {
     const rand = rngFor(t);
-    const [b, h, p] = [2, 4, 3];
+    Object.assign(ssdTuning, { scanMaxLength: scan, tiles: rm === 0 ? null : [rm, rn] });
+    t.after(() => {
+      Object.assign(ssdTuning, { scanMaxLength: 32, tiles: null });
+    });
+    const [b, h] = [2, 4];
     const x = both(rand, [b, l, h * p]);
     const dt = both(rand, [b, l, h]);
     const dtBias = both(rand, [h], () => uniform(rand, -3, 0));
@@ -196,6 +220,30 @@ for (const [l, q, g, dtMax, n] of [
       chunkSize: q,
     });
     await same(t, 'y', cpu.ssd(on(0)), (gpu as Backend).ssd(on(1)));
+    await same(t, 'state', state[0], state[1]);
+  });
+}
+
+// Mamba's dt_proj handed to the scan (deltaProj): the one-pass form (l = 1, 9) computes the
+// projection itself from a view of the low-rank Δ; the chunked form (l = 100) runs linear first.
+for (const l of [1, 9, 100] as const) {
+  test(`selectiveScan with deltaProj l=${l} (low-rank Δ as a view)`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    const g = gpu as Backend;
+    const [b, d, r, n] = [2, 70, 6, 16];
+    const [u, z] = [both(rand, [b, l, d]), both(rand, [b, l, d])];
+    const dbc = both(rand, [b, l, r + 2 * n]);
+    const proj = both(rand, [d, r], () => uniform(rand, -0.5, 0.5));
+    const deltaBias = both(rand, [d], () => uniform(rand, -4, -1));
+    const A = both(rand, [d, n], () => -Math.exp(uniform(rand, -1, 2)));
+    const D = both(rand, [d]);
+    const state = both(rand, [b, d, n]);
+    const on = (i: 0 | 1) => {
+      const [low, B, C] = (i === 0 ? cpu : g).split(dbc[i], [r, n, n]);
+      const rest = { deltaBias: deltaBias[i], A: A[i], D: D[i], z: z[i], state: state[i] };
+      return { u: u[i], delta: low, deltaProj: proj[i], B, C, ...rest };
+    };
+    await same(t, 'y', cpu.selectiveScan(on(0)), g.selectiveScan(on(1)));
     await same(t, 'state', state[0], state[1]);
   });
 }

@@ -128,7 +128,8 @@ export class CpuBackend implements Backend {
     const [b, l, d] = args.u.shape;
     const n = args.A.shape[1];
     const y = this.out(args.u.shape);
-    const { u, delta, deltaBias, A, B, C, D, z, state } = args;
+    const { u, deltaBias, A, B, C, D, z, state } = args;
+    const delta = args.deltaProj ? this.linear(args.delta, args.deltaProj, null) : args.delta; // (b, l, d)
     selectiveScan(
       {
         y: f32(y),

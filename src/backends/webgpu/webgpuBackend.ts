@@ -19,7 +19,7 @@ import { embedding } from './kernels/embedding.ts';
 import { linear } from './kernels/linear.ts';
 import { addRmsNorm, gatedRmsNorm } from './kernels/norm.ts';
 import { selectiveScan } from './kernels/selectiveScan.ts';
-import { split } from './kernels/split.ts';
+import { copyView } from './kernels/split.ts';
 import { ssd } from './kernels/ssd.ts';
 
 /** A uniform field: a number is a u32, {f32} a float, {i32} a signed integer. */
@@ -32,7 +32,12 @@ export interface Kernel {
 }
 
 const ARENA_BYTES = 1 << 20;
-/** Dispatches recorded before a submit (keeps the GPU busy while the CPU records the rest). */
+/**
+ * Dispatches recorded before a submit (keeps the GPU busy while the CPU records the rest). A
+ * submit costs ~0.2 ms of CPU in Dawn on the H100, but at batch 1 the GPU time of a decoding step
+ * (~150 small dispatches) is as long as its recording, so the GPU must start early: 128 was
+ * slower than 48 in a same-run comparison.
+ */
 export const backendTuning = { flushEvery: 48 };
 /** Bind groups cached per pipeline before the cache is cleared (buffers come and go). */
 const MAX_BIND_GROUPS = 4096;
@@ -51,15 +56,36 @@ export class WebGpuBackend implements Backend {
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 0;
   private dispatches = 0;
+  /** Dispatches recorded since the backend was made (benchmarks count them per step). */
+  dispatchCount = 0;
   private readonly staging = new Map<number, GPUBuffer[]>();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly arena: GPUBuffer;
   private readonly arenaData = new ArrayBuffer(ARENA_BYTES);
+  private readonly arenaU32 = new Uint32Array(this.arenaData);
+  private readonly arenaF32 = new Float32Array(this.arenaData);
+  private readonly arenaI32 = new Int32Array(this.arenaData);
+  /** Scratch for a bind-group key: one UTF-16 code per 16 bits of (size, buffer ids, views). */
+  private readonly keyCodes: number[] = [];
+  private lastPipeline: GPUComputePipeline | null = null;
   private arenaUsed = 0;
   private readonly scopes: GpuTensor[][] = [];
 
+  private readonly cachedLimits: GPUSupportedLimits;
+
   private constructor(readonly context: GpuContext) {
+    const live = context.device.limits;
+    const copy: Record<string, unknown> = {};
+    for (const key in live) copy[key] = live[key as keyof GPUSupportedLimits];
+    for (const key of [
+      'maxStorageBufferBindingSize',
+      'minStorageBufferOffsetAlignment',
+      'minUniformBufferOffsetAlignment',
+      'maxComputeWorkgroupsPerDimension',
+    ] as const)
+      copy[key] = live[key];
+    this.cachedLimits = copy as unknown as GPUSupportedLimits;
     this.pool = new BufferPool(context.device);
     this.arena = context.device.createBuffer({ size: ARENA_BYTES, usage: Usage.UNIFORM | Usage.COPY_DST });
   }
@@ -72,8 +98,9 @@ export class WebGpuBackend implements Backend {
     return this.context.device;
   }
 
+  /** The device's limits, read once: every `device.limits` read is a call into Dawn (~µs). */
   get limits(): GPUSupportedLimits {
-    return this.context.device.limits;
+    return this.cachedLimits;
   }
 
   private check(): void {
@@ -116,14 +143,14 @@ export class WebGpuBackend implements Backend {
   }
 
   async read(tensor: Tensor): Promise<Float32Array | Int32Array> {
-    const t = tensor as GpuTensor;
+    const t = this.dense(tensor as GpuTensor, false);
     const size = Math.ceil(t.bytes / 4) * 4;
     // Staging buffers are reused by size class (a decoding loop reads the same size every step).
     const sizeClass = BufferPool.sizeClass(size);
     const staging =
       this.staging.get(sizeClass)?.pop() ??
       this.device.createBuffer({ size: sizeClass, usage: Usage.MAP_READ | Usage.COPY_DST });
-    this.commandEncoder().copyBufferToBuffer(t.buffer, 0, staging, 0, size);
+    this.commandEncoder().copyBufferToBuffer(t.buffer, t.offset * 4, staging, 0, size);
     this.flush();
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, sizeClass);
@@ -145,10 +172,27 @@ export class WebGpuBackend implements Backend {
   }
 
   reshape(tensor: Tensor, shape: Shape): Tensor {
-    const t = tensor as GpuTensor;
+    let t = tensor as GpuTensor;
     if (numel(shape) !== numel(t.shape))
       fail(`webgpu backend: cannot reshape ${showShape(t.shape)} to ${showShape(shape)}`);
-    return new GpuTensor(shape, t.dtype, t.buffer, false); // a view: the original owns the buffer
+    const width = shape[shape.length - 1];
+    // Rows keep their places when the last extent stays; otherwise the data must be one run.
+    if (width === t.shape[t.shape.length - 1])
+      return new GpuTensor(shape, t.dtype, t.buffer, false, t.offset, t.rowStride);
+    if (!t.contiguous) t = this.dense(t, false);
+    return new GpuTensor(shape, t.dtype, t.buffer, false, t.offset); // a view: the original owns the buffer
+  }
+
+  /**
+   * `t` as kernels that know no views need it: its values in one run of a buffer, starting at an
+   * offset that a binding can take (minStorageBufferOffsetAlignment, or 0 when `aligned` is
+   * false: copies handle any multiple of 4 bytes). A view that is not one copies (one dispatch).
+   */
+  dense(t: GpuTensor, aligned = true): GpuTensor {
+    if (t.offset === 0 && t.contiguous) return t;
+    if (t.contiguous && (!aligned || (t.offset * 4) % this.limits.minStorageBufferOffsetAlignment === 0))
+      return t;
+    return copyView(this, t);
   }
 
   tidy<T>(fn: () => T): T {
@@ -253,34 +297,58 @@ export class WebGpuBackend implements Backend {
     const bytes = Math.max(16, Math.ceil((params.length * 4) / 16) * 16);
     if (this.arenaUsed + bytes > ARENA_BYTES || this.dispatches >= backendTuning.flushEvery) this.flush();
     const offset = this.arenaUsed;
-    const view = new DataView(this.arenaData, offset, bytes);
+    const at = offset / 4; // little-endian, as WebGPU's uniform layout and every supported host
     for (let i = 0; i < params.length; i++) {
       const p = params[i];
-      if (typeof p === 'number') view.setUint32(4 * i, p, true);
-      else if ('f32' in p) view.setFloat32(4 * i, p.f32, true);
-      else view.setInt32(4 * i, p.i32, true);
+      if (typeof p === 'number') this.arenaU32[at + i] = p;
+      else if ('f32' in p) this.arenaF32[at + i] = p.f32;
+      else this.arenaI32[at + i] = p.i32;
     }
     this.arenaUsed = Math.ceil((offset + bytes) / align) * align;
     const cached = this.pipeline(kernel);
-    let key = `${bytes}`;
-    for (const t of buffers) key += `,${this.bufferId((t as GpuTensor).buffer)}`;
+    // The key is a short flat string (cheap to hash): each number as two 16-bit codes.
+    const codes = this.keyCodes;
+    codes.length = 0;
+    codes.push(bytes);
+    for (const b of buffers) {
+      const t = b as GpuTensor;
+      const id = this.bufferId(t.buffer);
+      codes.push(id & 0xffff, id >>> 16);
+      if (t.offset !== 0) {
+        const size = numel(t.shape);
+        codes.push(0xffff, t.offset & 0xffff, t.offset >>> 16, size & 0xffff, size >>> 16);
+      }
+    }
+    const key = String.fromCharCode.apply(null, codes);
     let bindGroup = cached.bindGroups.get(key);
     if (bindGroup === undefined) {
-      const entries: GPUBindGroupEntry[] = buffers.map((t, i) => ({
-        binding: i,
-        resource: { buffer: (t as GpuTensor).buffer },
-      }));
+      const entries: GPUBindGroupEntry[] = buffers.map((b, i) => {
+        const t = b as GpuTensor;
+        if (t.offset === 0) return { binding: i, resource: { buffer: t.buffer } };
+        const start = t.offset * 4;
+        if (!t.contiguous || start % this.limits.minStorageBufferOffsetAlignment !== 0)
+          fail(`webgpu backend: ${kernel.name} was given a view it cannot bind (use dense)`);
+        const size = Math.min(Math.ceil(t.bytes / 16) * 16, t.buffer.size - start);
+        return { binding: i, resource: { buffer: t.buffer, offset: start, size } };
+      });
       if (params.length > 0)
         entries.push({ binding: buffers.length, resource: { buffer: this.arena, offset: 0, size: bytes } });
       bindGroup = this.device.createBindGroup({ layout: cached.layout, entries });
       if (cached.bindGroups.size >= MAX_BIND_GROUPS) cached.bindGroups.clear();
       cached.bindGroups.set(key, bindGroup);
     }
-    if (this.pass === null) this.pass = this.commandEncoder().beginComputePass();
-    this.pass.setPipeline(cached.pipeline);
+    if (this.pass === null) {
+      this.pass = this.commandEncoder().beginComputePass();
+      this.lastPipeline = null;
+    }
+    if (this.lastPipeline !== cached.pipeline) {
+      this.pass.setPipeline(cached.pipeline);
+      this.lastPipeline = cached.pipeline;
+    }
     if (params.length > 0) this.pass.setBindGroup(0, bindGroup, [offset]);
     else this.pass.setBindGroup(0, bindGroup);
     this.dispatches++;
+    this.dispatchCount++;
     if (x > 0 && y > 0 && z > 0) this.pass.dispatchWorkgroups(x, y, z);
   }
 
@@ -294,19 +362,35 @@ export class WebGpuBackend implements Backend {
   }
 
   embedding(ids: Tensor, weight: Tensor): Tensor {
-    return embedding(this, ids as GpuTensor, weight as GpuTensor);
+    return embedding(this, this.dense(ids as GpuTensor), this.dense(weight as GpuTensor));
   }
 
   linear(x: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
-    return linear(this, x as GpuTensor, weight as GpuTensor, bias as GpuTensor | null);
+    return linear(this, x as GpuTensor, this.dense(weight as GpuTensor), bias as GpuTensor | null);
   }
 
+  /** Column views of x (no copy): the kernels that read them take offset and row stride. */
   split(x: Tensor, sizes: readonly number[]): Tensor[] {
-    return split(this, x as GpuTensor, sizes);
+    const t = x as GpuTensor;
+    const c = t.shape[t.shape.length - 1];
+    if (sizes.reduce((a, b) => a + b, 0) !== c)
+      fail(`split: parts ${sizes.join(' + ')} do not make ${showShape(t.shape)}`);
+    let at = t.offset;
+    return sizes.map((size) => {
+      const part = new GpuTensor([...t.shape.slice(0, -1), size], t.dtype, t.buffer, false, at, t.rowStride);
+      at += size;
+      return part;
+    });
   }
 
   addRmsNorm(x: Tensor, residual: Tensor | null, weight: Tensor, eps: number) {
-    return addRmsNorm(this, x as GpuTensor, residual as GpuTensor | null, weight as GpuTensor, eps);
+    return addRmsNorm(
+      this,
+      this.dense(x as GpuTensor),
+      residual && this.dense(residual as GpuTensor),
+      weight as GpuTensor,
+      eps,
+    );
   }
 
   causalConv1d(x: Tensor, weight: Tensor, bias: Tensor | null, state: Tensor, silu: boolean): Tensor {
@@ -321,11 +405,13 @@ export class WebGpuBackend implements Backend {
   }
 
   selectiveScan(args: SelectiveScanArgs): Tensor {
-    return selectiveScan(this, args);
+    return selectiveScan(this, { ...args, u: this.dense(args.u as GpuTensor) });
   }
 
   ssd(args: SsdArgs): Tensor {
-    return ssd(this, args);
+    const { x, dt, B, C } = args;
+    const [xd, dtd, Bd, Cd] = [x, dt, B, C].map((t) => this.dense(t as GpuTensor));
+    return ssd(this, { ...args, x: xd, dt: dtd, B: Bd, C: Cd });
   }
 
   gatedRmsNorm(
@@ -338,7 +424,7 @@ export class WebGpuBackend implements Backend {
   ) {
     return gatedRmsNorm(
       this,
-      y as GpuTensor,
+      this.dense(y as GpuTensor),
       z as GpuTensor,
       weight as GpuTensor,
       eps,

@@ -5,11 +5,12 @@
 // - `parallel` (long sequences): one thread per output (batch, position, channel) reads its w
 //   inputs (from the state before position 0); then `shift` (one thread per (batch, channel))
 //   writes the new state from the last w−1 inputs. Grids (⌈c/64⌉, l, b) and (⌈c/64⌉, b).
-// Bindings: 0 x (b, l, c) · 1 weight (c, w) · 2 bias (c) · 3 state (b, c, w−1) read-write ·
-// 4 y (b, l, c) · 5 params {b, l, c, silu, hasBias}.
+// Bindings: 0 x (b, l, c), or the buffer it is a column view of (rows xStride apart from
+// xOffset) · 1 weight (c, w) · 2 bias (c) · 3 state (b, c, w−1) read-write · 4 y (b, l, c) ·
+// 5 params {b, l, c, silu, hasBias, xOffset, xStride}.
 // Reference: causalConv1d in src/backends/cpu/conv1d.ts.
 
-import type { GpuTensor } from '../gpuTensor.ts';
+import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 
 /** Lengths above this take the parallel form. */
@@ -17,13 +18,15 @@ export const convTuning = { walkMaxLength: 32 };
 
 const head = (w: number) => /* wgsl */ `
 const W = ${w}u;
-struct Params { b: u32, l: u32, c: u32, silu: u32, hasBias: u32 }
+struct Params { b: u32, l: u32, c: u32, silu: u32, hasBias: u32, xOffset: u32, xStride: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> state: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;`;
+@group(0) @binding(5) var<uniform> params: Params;
+
+fn xAt(row: u32, ch: u32) -> f32 { return x[params.xOffset + row * params.xStride + ch]; }`;
 
 const walk = (w: number) => /* wgsl */ `${head(w)}
 
@@ -41,7 +44,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   if (params.hasBias != 0u) { b0 = bias[ch]; }
   for (var t = 0u; t < params.l; t++) {
     let at = (bi * params.l + t) * params.c + ch;
-    window[W - 1u] = x[at];
+    window[W - 1u] = xAt(bi * params.l + t, ch);
     var acc = b0;
     for (var j = 0u; j < W; j++) { acc += taps[j] * window[j]; }
     if (params.silu != 0u) { acc = acc / (1.0 + exp(-acc)); }
@@ -66,7 +69,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     // Tap j sees position t − (W−1) + j; positions before 0 come from the state.
     let pos = i32(t) - i32(W - 1u) + i32(j);
     var v: f32;
-    if (pos >= 0) { v = x[(bi * params.l + u32(pos)) * params.c + ch]; }
+    if (pos >= 0) { v = xAt(bi * params.l + u32(pos), ch); }
     else { v = state[s0 + u32(i32(W - 1u) + pos)]; }
     acc += weight[ch * W + j] * v;
   }
@@ -86,7 +89,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   for (var j = 0u; j < W - 1u; j++) {
     let pos = i32(params.l) - i32(W - 1u) + i32(j);
     var v: f32;
-    if (pos >= 0) { v = x[(bi * params.l + u32(pos)) * params.c + ch]; }
+    if (pos >= 0) { v = xAt(bi * params.l + u32(pos), ch); }
     else { v = state[s0 + j + params.l]; }
     state[s0 + j] = v;
   }
@@ -114,8 +117,9 @@ export function conv1d(
   const [b, l, c] = x.shape;
   const w = weight.shape[1];
   const y = be.alloc(x.shape);
-  const params = [b, l, c, silu ? 1 : 0, bias ? 1 : 0];
-  const buffers = [x, weight, bias ?? weight, state, y];
+  const view = viewOf(x);
+  const params = [b, l, c, silu ? 1 : 0, bias ? 1 : 0, view.offset, view.stride];
+  const buffers = [view.base, weight, bias ?? weight, state, y];
   const groups = Math.ceil(c / 64);
   if (l <= convTuning.walkMaxLength || l > be.limits.maxComputeWorkgroupsPerDimension) {
     be.dispatch({ name: 'conv1dWalk', wgsl: source('walk', w) }, buffers, params, [groups, b]);

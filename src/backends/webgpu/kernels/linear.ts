@@ -1,24 +1,34 @@
 // WGSL kernel: out (m, n) = x (m, k) · wᵀ + bias, w (n, k) as torch.nn.Linear stores it.
-// For m ≤ MAX_M (decoding) the memory-bound matvec kernel (matvec.ts) runs instead.
+// For m ≤ linearTuning.matvecMaxM (decoding at small batches) the matvec kernel (matvec.ts) runs
+// instead (it reads column views of x in place; this one takes a dense copy).
 // Tiled: a 16×16 workgroup computes a T×T output tile (T = 128, or 64 when 128-tiles would not
 // fill the GPU), each thread an (T/16)×(T/16) block in registers: rows 4·ty + 64·a + {0..3},
 // columns 4·tx + 64·b + {0..3}. Per step over k, T×16 tiles of x and w are staged in workgroup
 // memory k-major as vec4 along the rows (xs[kk][row/4], ws[kk][col/4]), so the inner loop does
 // T/64 + T/64 vec4 reads for (T/16)² multiply-adds. Global loads are vec4 along k when k % 4 == 0
 // (V = 4), scalar otherwise (V = 1).
-// Bindings: 0 x (m, k) · 1 w (n, k) · 2 bias (n) · 3 out (m, n) · 4 params {m, n, k, hasBias}.
-// Grid: (⌈n/T⌉, ⌈m/T⌉). Reference: linear in src/backends/cpu/matmul.ts (f32, the summation
+// Split-k (few tiles, long k: batched decoding, e.g. m = 64): grid z = S slices of kChunk along
+// k; slice s writes its partial sums to scratch (S, m, n) and `splitKSum` adds the S partials
+// (in slice order) and the bias into out. Without split-k S = 1 and the tile kernel writes out.
+// Bindings: 0 x (m, k) · 1 w (n, k) · 2 bias (n) · 3 out (m, n) or scratch (S, m, n) ·
+// 4 params {m, n, k, hasBias, kChunk}. Grid: (⌈n/T⌉, ⌈m/T⌉, S).
+// splitKSum: 0 scratch · 1 bias · 2 out · 3 params {total, n, slices, hasBias, stride}. Reference: linear in src/backends/cpu/matmul.ts (f32, the summation
 // order differs).
 
 import { fail } from '../../../core/errors.ts';
 import { numel, showShape } from '../../../core/tensor.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
-import { MAX_M, matvec } from './matvec.ts';
+import { grid1d } from './grid.ts';
+import { matvec } from './matvec.ts';
 
 const KT = 16;
 /** 128-tiles when the grid of them has at least this many workgroups (tests may change it). */
-export const linearTuning = { minTiles128: 256 };
+/**
+ * matvecMaxM: the largest m that takes matvec.ts. 8: at m = 64 on the H100 the matvec (rows in
+ * blocks of 8) took 374 µs for in_proj (3072 × 768) against 61 µs for the split-k tiled kernel.
+ */
+export const linearTuning = { minTiles128: 256, splitKTarget: 256, minKChunk: 64, matvecMaxM: 8 };
 const sources = new Map<string, string>();
 
 function wgsl(tile: 64 | 128, vec: 1 | 4): string {
@@ -33,7 +43,7 @@ const T4 = ${tile / 4}u;
 const KT = ${KT}u;
 const R = ${R}u;
 const VEC = ${vec}u;
-struct Params { m: u32, n: u32, k: u32, hasBias: u32 }
+struct Params { m: u32, n: u32, k: u32, hasBias: u32, kChunk: u32 }
 @group(0) @binding(0) var<storage, read> x: array<V>;
 @group(0) @binding(1) var<storage, read> w: array<V>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
@@ -45,14 +55,15 @@ var<workgroup> ws: array<vec4<f32>, ${(tile / 4) * KT}>; // (KT, T/4)
 
 fn comp(v: V, c: u32) -> f32 { ${vec === 4 ? 'return v[c];' : 'return v;'} }
 
-// Stages rows [r0, r0 + T) × k [k0, k0 + KT) of a (rows, k) matrix into tile, zero outside.
-fn stage(isX: bool, r0: u32, rows: u32, k0: u32, li: u32) {
+// Stages rows [r0, r0 + T) × k [k0, k0 + KT) of a (rows, k) matrix into tile, zero outside
+// (and zero at k ≥ kEnd, the end of this workgroup's slice).
+fn stage(isX: bool, r0: u32, rows: u32, k0: u32, kEnd: u32, li: u32) {
   let kv = params.k / VEC;
   for (var e = li; e < T * KT / VEC; e += 256u) {
     let r = e / (KT / VEC);
     let q = (e % (KT / VEC)) * VEC; // k offset in the tile
     var v = V(0.0);
-    if (r0 + r < rows && k0 + q < params.k) {
+    if (r0 + r < rows && k0 + q < kEnd) {
       let at = (r0 + r) * kv + (k0 + q) / VEC;
       if (isX) { v = x[at]; } else { v = w[at]; }
     }
@@ -66,12 +77,15 @@ fn stage(isX: bool, r0: u32, rows: u32, k0: u32, li: u32) {
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
+  let slice = wg.z * params.m * params.n; // where this k slice's partial sums go
   let row0 = wg.y * T;
   let col0 = wg.x * T;
   var acc: array<array<vec4<f32>, R * 4u>, R>; // [b][a*4 + i] = rows (a, i), columns b*64 + 4·tx + 0..3
-  for (var k0 = 0u; k0 < params.k; k0 += KT) {
-    stage(true, row0, params.m, k0, li);
-    stage(false, col0, params.n, k0, li);
+  let kBegin = wg.z * params.kChunk;
+  let kEnd = min(params.k, kBegin + params.kChunk);
+  for (var k0 = kBegin; k0 < kEnd; k0 += KT) {
+    stage(true, row0, params.m, k0, kEnd, li);
+    stage(false, col0, params.n, k0, kEnd, li);
     workgroupBarrier();
     for (var kk = 0u; kk < KT; kk++) {
       var xr: array<vec4<f32>, R>;
@@ -98,7 +112,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
           if (c >= params.n) { continue; }
           var v = acc[b][a * 4u + i][j];
           if (params.hasBias != 0u) { v += bias[c]; }
-          out[r * params.n + c] = v;
+          out[slice + r * params.n + c] = v;
         }
       }
     }
@@ -107,6 +121,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   sources.set(key, source);
   return source;
 }
+
+const sumWgsl = /* wgsl */ `
+struct Params { total: u32, n: u32, slices: u32, hasBias: u32, stride: u32 }
+@group(0) @binding(0) var<storage, read> scratch: array<f32>;
+@group(0) @binding(1) var<storage, read> bias: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let i = id.x + id.y * params.stride;
+  if (i >= params.total) { return; }
+  var v = 0.0;
+  for (var s = 0u; s < params.slices; s++) { v += scratch[s * params.total + i]; }
+  if (params.hasBias != 0u) { v += bias[i % params.n]; }
+  out[i] = v;
+}`;
 
 export function linear(
   be: WebGpuBackend,
@@ -119,17 +150,32 @@ export function linear(
   const [n, kw] = weight.shape;
   if (kw !== k) fail(`linear: input ${showShape(x.shape)} does not match weight ${showShape(weight.shape)}`);
   const out = be.alloc([...x.shape.slice(0, -1), n]);
-  if (m <= MAX_M) {
+  if (m <= linearTuning.matvecMaxM) {
     matvec(be, x, weight, bias, out, m);
     return out;
   }
+  x = be.dense(x);
   const tile = Math.ceil(m / 128) * Math.ceil(n / 128) >= linearTuning.minTiles128 ? 128 : 64;
   const vec = k % 4 === 0 ? 4 : 1;
+  const kernel = { name: `linear${tile}x${vec}`, wgsl: wgsl(tile, vec) };
+  const grid = [Math.ceil(n / tile), Math.ceil(m / tile)];
+  const tiles = grid[0] * grid[1];
+  // Slices of k (multiples of KT) so that about splitKTarget workgroups run, none under minKChunk.
+  const want = Math.min(Math.ceil(linearTuning.splitKTarget / tiles), Math.floor(k / linearTuning.minKChunk));
+  if (want <= 1) {
+    be.dispatch(kernel, [x, weight, bias ?? weight, out], [m, n, k, bias ? 1 : 0, k], grid);
+    return out;
+  }
+  const kChunk = Math.ceil(k / want / KT) * KT;
+  const slices = Math.ceil(k / kChunk);
+  const scratch = be.alloc([slices, m, n]);
+  be.dispatch(kernel, [x, weight, weight, scratch], [m, n, k, 0, kChunk], [...grid, slices]);
+  const { workgroups, stride } = grid1d(be, m * n, 256);
   be.dispatch(
-    { name: `linear${tile}x${vec}`, wgsl: wgsl(tile, vec) },
-    [x, weight, bias ?? weight, out],
-    [m, n, k, bias ? 1 : 0],
-    [Math.ceil(n / tile), Math.ceil(m / tile)],
+    { name: 'linearSplitKSum', wgsl: sumWgsl },
+    [scratch, bias ?? weight, out],
+    [m * n, n, slices, bias ? 1 : 0, stride],
+    workgroups,
   );
   return out;
 }

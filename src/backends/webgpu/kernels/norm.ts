@@ -7,10 +7,11 @@
 //   4 params {d, add, eps}.
 // - gatedRmsNorm: per group of g channels of a row, v = y·SiLU(z) (or y), out = v · rsqrt(mean(v²) +
 //   eps) · w (· SiLU(z) when the norm comes before the gate). One workgroup per (row, group).
-//   Bindings: 0 y (t, c) · 1 z (t, c) · 2 weight (c) · 3 out (t, c) · 4 params {c, group, eps, before}.
+//   Bindings: 0 y (t, c) · 1 z (t, c), or the buffer it is a column view of (rows zStride apart
+//   from zOffset) · 2 weight (c) · 3 out (t, c) · 4 params {c, group, eps, before, zOffset, zStride}.
 
 import { numel } from '../../../core/tensor.ts';
-import type { GpuTensor } from '../gpuTensor.ts';
+import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 
 const reduce = /* wgsl */ `
@@ -50,7 +51,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }`;
 
 const gatedWgsl = /* wgsl */ `
-struct Params { c: u32, group: u32, eps: f32, before: u32 }
+struct Params { c: u32, group: u32, eps: f32, before: u32, zOffset: u32, zStride: u32 }
 @group(0) @binding(0) var<storage, read> y: array<f32>;
 @group(0) @binding(1) var<storage, read> z: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
@@ -58,20 +59,21 @@ struct Params { c: u32, group: u32, eps: f32, before: u32 }
 @group(0) @binding(4) var<uniform> params: Params;
 ${reduce}
 
-fn gated(i: u32) -> f32 {
+fn gated(i: u32, zi: u32) -> f32 {
   if (params.before != 0u) { return y[i]; }
-  return y[i] * silu(z[i]);
+  return y[i] * silu(z[zi]);
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
   let base = wg.y * params.c + wg.x * params.group;
+  let zBase = params.zOffset + wg.y * params.zStride + wg.x * params.group;
   var sumSq = 0.0;
-  for (var i = lane; i < params.group; i += 64u) { let v = gated(base + i); sumSq += v * v; }
+  for (var i = lane; i < params.group; i += 64u) { let v = gated(base + i, zBase + i); sumSq += v * v; }
   let scale = inverseSqrt(sumAll(lane, sumSq) / f32(params.group) + params.eps);
   for (var i = lane; i < params.group; i += 64u) {
-    var v = gated(base + i) * scale * weight[wg.x * params.group + i];
-    if (params.before != 0u) { v *= silu(z[base + i]); }
+    var v = gated(base + i, zBase + i) * scale * weight[wg.x * params.group + i];
+    if (params.before != 0u) { v *= silu(z[zBase + i]); }
     out[base + i] = v;
   }
 }`;
@@ -108,7 +110,9 @@ export function gatedRmsNorm(
   const c = y.shape[y.shape.length - 1];
   const rows = numel(y.shape) / c;
   const out = be.alloc(y.shape);
-  const params = [c, groupSize, { f32: eps }, normBeforeGate ? 1 : 0];
-  be.dispatch({ name: 'gatedRmsNorm', wgsl: gatedWgsl }, [y, z, weight, out], params, [c / groupSize, rows]);
+  const zv = viewOf(z);
+  const params = [c, groupSize, { f32: eps }, normBeforeGate ? 1 : 0, zv.offset, zv.stride];
+  const buffers = [y, zv.base, weight, out];
+  be.dispatch({ name: 'gatedRmsNorm', wgsl: gatedWgsl }, buffers, params, [c / groupSize, rows]);
   return out;
 }

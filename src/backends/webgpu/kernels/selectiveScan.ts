@@ -15,22 +15,30 @@
 //   Only K chunk states per (b, d) reach memory, never the per-step states.
 // Bindings (scan/chunkStates): 0 u (b, l, d) · 1 delta (b, l, d) · 2 deltaBias (d) · 3 A (d, n) ·
 // 4 B (b, l, n) · 5 C (b, l, n) · 6 D (d) · 7 z (b, l, d) · 8 state (b, d, n) or S (b, K, d, n) ·
-// 9 y (b, l, d) or ΣΔ (b, K, d) · 10 params {l, d, chunk, chunks, writeState}.
+// 9 y (b, l, d) or ΣΔ (b, K, d) · 10 params {l, d, chunk, chunks, writeState, then offset and row
+// stride of delta, B, C, z}: these four may be column views (Backend.split's parts, e.g. of the
+// x_proj and in_proj outputs), bound as their whole buffers and read at offset + row·stride.
+// With deltaProj (Mamba's dt_proj weight, (d, R)) delta is the low-rank Δ (b, l, R): the one-pass
+// form (`scanProj`) computes Δ = delta_t · deltaProj[ch] itself (binding 10; params gain R), so a
+// decoding step needs no dt_proj dispatch; the chunked form runs linear() first.
 // carry: 0 A (d, n) · 1 ΣΔ (b, K, d) · 2 S (b, K, d, n) rw · 3 state (b, d, n) rw · 4 params
 // {d, chunks, total}.
 // Reference: selectiveScan in src/backends/cpu/selectiveScan.ts (and the float64 oracles).
 
 import type { SelectiveScanArgs } from '../../backend.ts';
-import type { GpuTensor } from '../gpuTensor.ts';
+import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
+import { linear } from './linear.ts';
 
 /** Threads the chunked form aims for, and the shortest chunk it makes (tests may change them). */
 export const scanTuning = { targetThreads: 131072, minChunk: 16 };
 
-const header = (n: number) => /* wgsl */ `
+const header = (n: number, proj = false) => /* wgsl */ `
 const N = ${n}u;
-struct Params { l: u32, d: u32, chunk: u32, chunks: u32, writeState: u32 }
+struct Params { l: u32, d: u32, chunk: u32, chunks: u32, writeState: u32,
+  deltaOffset: u32, deltaStride: u32, bOffset: u32, bStride: u32, cOffset: u32, cStride: u32,
+  zOffset: u32, zStride: u32, rank: u32 }
 @group(0) @binding(0) var<storage, read> u: array<f32>;
 @group(0) @binding(1) var<storage, read> delta: array<f32>;
 @group(0) @binding(2) var<storage, read> deltaBias: array<f32>;
@@ -41,15 +49,33 @@ struct Params { l: u32, d: u32, chunk: u32, chunks: u32, writeState: u32 }
 @group(0) @binding(7) var<storage, read> z: array<f32>;
 @group(0) @binding(8) var<storage, read_write> state: array<f32>;
 @group(0) @binding(9) var<storage, read_write> out: array<f32>;
-@group(0) @binding(10) var<uniform> params: Params;
+${
+  proj
+    ? `@group(0) @binding(10) var<storage, read> deltaProj: array<f32>;
+@group(0) @binding(11) var<uniform> params: Params;`
+    : '@group(0) @binding(10) var<uniform> params: Params;'
+}
 
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }`;
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+${
+  proj
+    ? `fn deltaAt(row: u32, ch: u32) -> f32 {
+  let at = params.deltaOffset + row * params.deltaStride;
+  var s = 0.0;
+  for (var r = 0u; r < params.rank; r++) { s += delta[at + r] * deltaProj[ch * params.rank + r]; }
+  return s;
+}`
+    : 'fn deltaAt(row: u32, ch: u32) -> f32 { return delta[params.deltaOffset + row * params.deltaStride + ch]; }'
+}
+fn bAt(row: u32, i: u32) -> f32 { return B[params.bOffset + row * params.bStride + i]; }
+fn cAt(row: u32, i: u32) -> f32 { return C[params.cOffset + row * params.cStride + i]; }
+fn zAt(row: u32, ch: u32) -> f32 { return z[params.zOffset + row * params.zStride + ch]; }`;
 
-const scanSources = new Map<number, string>();
-function scanWgsl(n: number): string {
-  let s = scanSources.get(n);
+const scanSources = new Map<string, string>();
+function scanWgsl(n: number, proj = false): string {
+  let s = scanSources.get(`${n}:${proj}`);
   if (s === undefined) {
-    s = /* wgsl */ `${header(n)}
+    s = /* wgsl */ `${header(n, proj)}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
@@ -69,19 +95,19 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   for (var t = t0; t < t1; t++) {
     let row = bi * params.l + t;
     let at = row * params.d + ch;
-    let dt = softplus(delta[at] + bias);
+    let dt = softplus(deltaAt(row, ch) + bias);
     let x = u[at];
     var acc = 0.0;
     for (var i = 0u; i < N; i++) {
-      h[i] = exp(dt * a[i]) * h[i] + dt * x * B[row * N + i];
-      acc += C[row * N + i] * h[i];
+      h[i] = exp(dt * a[i]) * h[i] + dt * x * bAt(row, i);
+      acc += cAt(row, i) * h[i];
     }
-    let g = z[at];
+    let g = zAt(row, ch);
     out[at] = (acc + skip * x) * (g / (1.0 + exp(-g)));
   }
   if (params.writeState != 0u) { for (var i = 0u; i < N; i++) { state[s0 + i] = h[i]; } }
 }`;
-    scanSources.set(n, s);
+    scanSources.set(`${n}:${proj}`, s);
   }
   return s;
 }
@@ -107,10 +133,10 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   var sumDt = 0.0;
   for (var t = t0; t < t1; t++) {
     let row = bi * params.l + t;
-    let dt = softplus(delta[row * params.d + ch] + bias);
+    let dt = softplus(deltaAt(row, ch) + bias);
     let dx = dt * u[row * params.d + ch];
     sumDt += dt;
-    for (var i = 0u; i < N; i++) { h[i] = exp(dt * a[i]) * h[i] + dx * B[row * N + i]; }
+    for (var i = 0u; i < N; i++) { h[i] = exp(dt * a[i]) * h[i] + dx * bAt(row, i); }
   }
   let c0 = (bi * params.chunks + chunk) * params.d + ch;
   for (var i = 0u; i < N; i++) { state[c0 * N + i] = h[i]; }
@@ -152,23 +178,33 @@ export function selectiveScan(be: WebGpuBackend, args: SelectiveScanArgs): GpuTe
   const [b, l, d] = args.u.shape;
   const n = args.A.shape[1];
   const y = be.alloc(args.u.shape);
-  const { u, delta, deltaBias, A, B, C, D, z, state } = args;
+  const { u, deltaBias, A, D, state } = args;
   const want = Math.ceil(scanTuning.targetThreads / (b * d));
   const chunks0 = Math.max(1, Math.min(want, Math.floor(l / scanTuning.minChunk)));
   const chunk = Math.ceil(l / chunks0);
   const chunks = Math.ceil(l / chunk);
-  const scan = { name: 'selectiveScan', wgsl: scanWgsl(n) };
+  const proj = args.deltaProj as GpuTensor | undefined;
+  let deltaIn = args.delta as GpuTensor;
+  if (proj && chunks > 1) deltaIn = linear(be, deltaIn, proj, null); // (b, l, d)
+  const [delta, B, C, z] = [deltaIn, args.B, args.C, args.z].map((t) => viewOf(t as GpuTensor));
+  const views = [delta, B, C, z].flatMap((v) => [v.offset, v.stride]);
+  const [dv, Bv, Cv, zv] = [delta.base, B.base, C.base, z.base];
   const groups = Math.ceil(d / 64);
   if (chunks === 1) {
-    be.dispatch(scan, [u, delta, deltaBias, A, B, C, D, z, state, y], [l, d, l, 1, 1], [groups, 1, b]);
+    const fused = proj !== undefined;
+    const scan = { name: fused ? 'selectiveScanProj' : 'selectiveScan', wgsl: scanWgsl(n, fused) };
+    const params = [l, d, l, 1, 1, ...views, fused ? proj.shape[1] : 0];
+    const buffers = [u, dv, deltaBias, A, Bv, Cv, D, zv, state, y];
+    be.dispatch(scan, fused ? [...buffers, proj] : buffers, params, [groups, 1, b]);
     return y;
   }
+  const scan = { name: 'selectiveScan', wgsl: scanWgsl(n) };
   const S = be.alloc([b, chunks, d, n]);
   const sumDt = be.alloc([b, chunks, d]);
-  const params = [l, d, chunk, chunks, 0];
+  const params = [l, d, chunk, chunks, 0, ...views, 0];
   be.dispatch(
     { name: 'selectiveScanChunkStates', wgsl: chunkStatesWgsl(n) },
-    [u, delta, deltaBias, A, B, C, D, z, S, sumDt],
+    [u, dv, deltaBias, A, Bv, Cv, D, zv, S, sumDt],
     params,
     [groups, chunks, b],
   );
@@ -180,6 +216,6 @@ export function selectiveScan(be: WebGpuBackend, args: SelectiveScanArgs): GpuTe
     [d, chunks, total, n, stride],
     workgroups,
   );
-  be.dispatch(scan, [u, delta, deltaBias, A, B, C, D, z, S, y], params, [groups, chunks, b]);
+  be.dispatch(scan, [u, dv, deltaBias, A, Bv, Cv, D, zv, S, y], params, [groups, chunks, b]);
   return y;
 }

@@ -1,33 +1,43 @@
-// WGSL kernels: Mamba-2's SSD as its recurrence, with the Δ preprocessing fused in:
-//   Δ = clamp(softplus(dt + dtBias)), h = exp(ΔA) h + Δ x B_tᵀ, y = h C_t + D x.
-// A thread owns one (batch, head, channel p): its row of the state (n values, a compile-time
-// constant, held as n/4 vec4 when n % 4 == 0) stays in registers while it walks time; B_t, C_t
-// of the head's group are shared reads (vec4 loads, served from cache).
-// Two forms, chosen by how much parallelism (batch, head, p) alone gives:
-// - one pass (short sequences, decoding): `scan` walks the whole length from the state and
-//   writes the final state back. Grid (⌈p/64⌉, h, b).
-// - chunked over length: K chunks of Lc positions.
-//   1. `chunkStates`: thread (b, chunk, head, p) runs its chunk from zero, writes the chunk's end
-//      state S (b, K, h, p, n) and ΣΔ over the chunk (b, K, h). Grid (⌈p/64⌉, h·K, b).
-//   2. `carry`: thread (b, head, p, i) walks the chunks, s ← exp(A·ΣΔ_c) s + S_c, overwriting S_c
-//      with the state before chunk c and writing the final state. (exp(A·ΣΔ) replaces the
-//      product of the per-step decays: equal up to f32 rounding.)
-//   3. `scan` again from S_c, writing y only.
-//   Only K chunk states reach memory, never per-step states. (The matmul-shaped chunked SSD of
-//   the paper is the faster form still to come; this one is exact and parallel over length.)
-// Bindings (scan/chunkStates): 0 x (b, l, h, p) · 1 dt (b, l, h) · 2 dtBias (h) · 3 A (h) ·
-// 4 B (b, l, g, n) · 5 C (b, l, g, n) · 6 D (h) · 7 state (b, h, p, n) or S (b, K, h, p, n) rw ·
-// 8 y (b, l, h, p) or ΣΔ (b, K, h) · 9 params {l, h, p, g, dtMin, dtMax, chunk, chunks,
-// writeState}. carry: 0 A (h) · 1 ΣΔ (b, K, h) · 2 S rw · 3 state rw · 4 params.
-// Reference: ssdRecurrent / ssdChunked in src/backends/cpu/ssd.ts.
+// WGSL kernels: Mamba-2's SSD, with the Δ preprocessing fused in:
+//   Δ = clamp(softplus(dt + dtBias), dtLimit), h = exp(ΔA) h + Δ x B_tᵀ, y = h C_t + D x.
+// Two forms, chosen by length:
+// - short sequences (decoding, l ≤ ssdTuning.scanMaxLength): `scan`, the recurrence. A thread
+//   owns one (batch, head, channel p): its row of the state (n values, a compile-time constant,
+//   held as n/4 vec4 when n % 4 == 0) stays in registers while it walks the whole length from
+//   `state`, then writes the final state back; B_t, C_t of the head's group are shared reads.
+//   Grid (⌈p/64⌉, h, b). Bindings: 0 x (b, l, h, p) · 1 dt (b, l, h) · 2 dtBias (h) · 3 A (h) ·
+//   4 B (b, l, g, n) · 5 C (b, l, g, n) · 6 D (h) · 7 state (b, h, p, n) rw · 8 y (b, l, h, p) ·
+//   9 params {l, h, p, g, dtMin, dtMax, chunk (= l), chunks (= 1), writeState (= 1)}.
+//   Reference: ssdRecurrent in src/backends/cpu/ssd.ts.
+// - longer ones: the chunked SSD of the paper in five passes (cumulative sums, chunk states,
+//   carry over chunks, C·Bᵀ, outputs), most of the work matmul-shaped in workgroup memory; see
+//   ssdChunked.ts for its passes, bindings and thread mapping. Reference: ssdChunked.
 
 import type { SsdArgs } from '../../backend.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
+import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumWgsl, outWgsl } from './ssdChunked.ts';
 
-/** Threads the chunked form aims for, and the shortest chunk it makes (tests may change them). */
-export const ssdTuning = { targetThreads: 131072, minChunk: 16 };
+/**
+ * scanMaxLength: the longest l run by the recurrence; chunk: the chunk length of the chunked form
+ * (0: the model's chunkSize); tiles: [rm, rn], the tiles of every chunked pass in 64s (null: per
+ * pass, 128 along a dimension of ≥ 128, else 64). Tests and benchmarks may change them.
+ */
+export const ssdTuning: { scanMaxLength: number; chunk: number; tiles: readonly [number, number] | null } = {
+  scanMaxLength: 32,
+  chunk: 0,
+  tiles: null,
+};
+
+/** A pass's tiles [rm, rn] for output dimensions m × n, within the workgroup memory limit. */
+function tilesFor(be: WebGpuBackend, m: number, n: number): [number, number] {
+  let [rm, rn] = ssdTuning.tiles ?? [m >= 128 ? 2 : 1, n >= 128 ? 2 : 1];
+  // 64 × 128 tiles ran 4× slower than 64 × 64 ones on the H100 (chunk states, 2026-11-23).
+  if (ssdTuning.tiles === null && rm === 1 && rn === 2) rn = 1;
+  // Two KT × 64·r slabs of f32 (KT = 16).
+  return (rm + rn) * 64 * 16 * 4 <= be.limits.maxComputeWorkgroupStorageSize ? [rm, rn] : [1, 1];
+}
 
 const header = (n: number) => {
   const vec = n % 4 === 0 ? 4 : 1;
@@ -103,68 +113,6 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
 }`,
   );
 
-const chunkStatesWgsl = (n: number) =>
-  memo(
-    `chunk${n}`,
-    () => /* wgsl */ `${header(n)}
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-  let pi = id.x;
-  let hh = id.y % params.h;
-  let chunk = id.y / params.h;
-  let bi = id.z;
-  if (pi >= params.p) { return; }
-  let group = hh / (params.h / params.g);
-  var s: array<V, NV>;
-  let a = A[hh];
-  let t0 = chunk * params.chunk;
-  let t1 = min(t0 + params.chunk, params.l);
-  var sumDt = 0.0;
-  for (var t = t0; t < t1; t++) {
-    let row = bi * params.l + t;
-    let dl = delta(row, hh);
-    let decay = exp(dl * a);
-    sumDt += dl;
-    let dx = dl * x[(row * params.h + hh) * params.p + pi];
-    let bc = (row * params.g + group) * NV;
-    for (var i = 0u; i < NV; i++) { s[i] = decay * s[i] + dx * B[bc + i]; }
-  }
-  let c0 = (bi * params.chunks + chunk) * params.h + hh;
-  let s0 = (c0 * params.p + pi) * NV;
-  for (var i = 0u; i < NV; i++) { state[s0 + i] = s[i]; }
-  if (pi == 0u) { out[c0] = sumDt; }
-}`,
-  );
-
-const carryWgsl = /* wgsl */ `
-struct Params { h: u32, chunks: u32, total: u32, pn: u32, stride: u32 }
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> sumDt: array<f32>;
-@group(0) @binding(2) var<storage, read_write> S: array<f32>;
-@group(0) @binding(3) var<storage, read_write> state: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-  let e = id.x + id.y * params.stride; // (b, head, p, i) of the state
-  if (e >= params.total) { return; }
-  let hpn = params.h * params.pn;
-  let bi = e / hpn;
-  let hh = (e % hpn) / params.pn;
-  let rest = e % params.pn;
-  let a = A[hh];
-  var s = state[e];
-  for (var c = 0u; c < params.chunks; c++) {
-    let c0 = (bi * params.chunks + c) * params.h + hh;
-    let at = c0 * params.pn + rest;
-    let local = S[at];
-    S[at] = s;
-    s = exp(a * sumDt[c0]) * s + local;
-  }
-  state[e] = s;
-}`;
-
 export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   const [b, l] = args.x.shape;
   const [, h, p, n] = args.state.shape;
@@ -172,34 +120,63 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   const y = be.alloc(args.x.shape);
   const { x, dt, dtBias, A, B, C, D, state } = args;
   const [dtMin, dtMax] = args.dtLimit;
-  const want = Math.ceil(ssdTuning.targetThreads / (b * h * p));
-  const chunks0 = Math.max(1, Math.min(want, Math.floor(l / ssdTuning.minChunk)));
-  const chunk = Math.ceil(l / chunks0);
-  const chunks = Math.ceil(l / chunk);
-  const base = [l, h, p, g, { f32: dtMin }, { f32: Math.min(dtMax, 3.4e38) }];
-  const scan = { name: 'ssd', wgsl: scanWgsl(n) };
-  const groups = Math.ceil(p / 64);
-  if (chunks === 1) {
-    be.dispatch(scan, [x, dt, dtBias, A, B, C, D, state, y], [...base, l, 1, 1], [groups, h, b]);
+  const limits = [{ f32: dtMin }, { f32: Math.min(dtMax, 3.4e38) }];
+  if (l <= ssdTuning.scanMaxLength) {
+    be.dispatch(
+      { name: 'ssd', wgsl: scanWgsl(n) },
+      [x, dt, dtBias, A, B, C, D, state, y],
+      [l, h, p, g, ...limits, l, 1, 1],
+      [Math.ceil(p / 64), h, b],
+    );
     return y;
   }
+  const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : args.chunkSize, l);
+  const chunks = Math.ceil(l / q);
+  const transposed = n >= 128 && p < 128;
+  const [sm, sn] = transposed ? tilesFor(be, n, p) : tilesFor(be, p, n);
+  const [cm, cn] = tilesFor(be, q, q);
+  const [om, on] = tilesFor(be, q, p);
+  const base = [l, h, p, g, n, q, chunks, ...limits];
+  const dl = be.alloc([b, h, l]);
+  const cs = be.alloc([b, h, l, 2]);
   const S = be.alloc([b, chunks, h, p, n]);
-  const sumDt = be.alloc([b, chunks, h]);
-  const params = [...base, chunk, chunks, 0];
+  const cbT = be.alloc([b, chunks, g, q, q]);
   be.dispatch(
-    { name: 'ssdChunkStates', wgsl: chunkStatesWgsl(n) },
-    [x, dt, dtBias, A, B, C, D, S, sumDt],
-    params,
-    [groups, h * chunks, b],
+    { name: 'ssdCumsum', wgsl: cumsumWgsl },
+    [dt, dtBias, A, dl, cs],
+    [...base, 0, 0],
+    [h, chunks, b],
+  );
+  be.dispatch(
+    { name: 'ssdChunkState', wgsl: chunkStateWgsl(sm, sn, transposed) },
+    [x, B, dl, cs, S],
+    [...base, 0, 0],
+    [
+      Math.ceil((transposed ? n : p) / (64 * sm)) * Math.ceil((transposed ? p : n) / (64 * sn)),
+      h,
+      b * chunks,
+    ],
   );
   const total = b * h * p * n;
-  const { workgroups, stride } = grid1d(be, total, 256);
+  const g3 = grid1d(be, total, 256);
   be.dispatch(
     { name: 'ssdCarry', wgsl: carryWgsl },
-    [A, sumDt, S, state],
-    [h, chunks, total, p * n, stride],
-    workgroups,
+    [cs, S, state],
+    [...base, g3.stride, total],
+    g3.workgroups,
   );
-  be.dispatch(scan, [x, dt, dtBias, A, B, C, D, S, y], params, [groups, h * chunks, b]);
+  be.dispatch(
+    { name: 'ssdCb', wgsl: cbWgsl(cm, cn) },
+    [B, C, cbT],
+    [...base, 0, 0],
+    [Math.ceil(q / (64 * cm)) * Math.ceil(q / (64 * cn)), g, b * chunks],
+  );
+  be.dispatch(
+    { name: 'ssdOut', wgsl: outWgsl(om, on) },
+    [x, C, dl, cs, S, cbT, D, y],
+    [...base, 0, 0],
+    [Math.ceil(q / (64 * om)) * Math.ceil(p / (64 * on)), h, b * chunks],
+  );
+  for (const t of [dl, cs, S, cbT]) be.release(t);
   return y;
 }

@@ -1,0 +1,325 @@
+// WGSL kernels: Mamba-2's chunked SSD (the paper's algorithm, the structure of the official Triton
+// kernels), matmul-shaped in workgroup memory. Reference: ssdChunked in src/backends/cpu/ssd.ts
+// (same chunks of q positions, same formulas; the summation order differs).
+//
+// The length is cut into K = ⌈l/q⌉ chunks; len = the chunk's length (the last may be partial).
+// Inside a chunk, t, s ∈ [0, len); cs_t = Σ_{u≤t} Δ_u A is the running sum of Δ·A.
+//   1. ssdCumsum: Δ = clamp(softplus(dt + dtBias), dtLimit) and cs. Workgroup (head, chunk, b),
+//      256 threads, one position each, a scan in workgroup memory per 256 positions.
+//      Grid (h, K, b).
+//   2. ssdChunkState: S_c = Σ_s exp(cs_last − cs_s) Δ_s x_sᵀ B_s  (p × n): (p × len)·(len × n),
+//      computed as its transpose (n × p) where n ≥ 128 > p. Workgroup (row tile, column tile;
+//      head; b·K + chunk). Grid (⌈rows/TM⌉·⌈columns/TN⌉, h, b·K).
+//   3. ssdCarry: h_c = exp(cs_last,c) h_{c−1} + S_c; S_c is overwritten with h_{c−1} (the state
+//      entering chunk c) and the final state goes to `state`. Thread (b, head, p·n element),
+//      chunks sequential. Grid 1-D over b·h·p·n (grid1d).
+//   4. ssdCb: CBᵀ[s][t] = B_s · C_t (q × q per group and chunk; tiles wholly above the diagonal,
+//      s > t, are skipped). Workgroup (s-tile, t-tile; group; b·K + chunk).
+//      Grid (⌈q/TM⌉·⌈q/TN⌉, g, b·K).
+//   5. ssdOut: y_t = exp(cs_t) C_t h_{c−1}ᵀ + Σ_{s≤t} CBᵀ[s][t] exp(cs_t − cs_s) Δ_s x_s + D x_t,
+//      a (len × n)·(n × p) product then a causal (len × len)·(len × p) one into the same
+//      accumulators. Workgroup (t-tile, p-tile; head; b·K + chunk). Grid (⌈q/TM⌉·⌈p/TN⌉, h, b·K).
+// Every exponent is ≤ 0. The thread mapping of the tiled passes (2, 4, 5) is in ssdTiles.ts:
+// 256 threads, each a 4·RM × 4·RN block of a TM × TN output tile (TM, TN = 64 or 128).
+// Bindings (b, l, h, p, g, n; K chunks of q):
+//   cumsum: 0 dt (b, l, h) · 1 dtBias (h) · 2 A (h) · 3 dl Δ (b, h, l) · 4 cs (b, h, l) in
+//     64-bit fixed point (vec2<u32>: i32 integer part, 32 fraction bits), so that cs_t − cs_s is
+//     exact before its rounding to f32 (an f32 cs loses ~|cs|·2⁻²⁴ in every gap)
+//   chunkState: 0 x (b, l, h, p) · 1 B (b, l, g, n) · 2 dl · 3 cs · 4 S (b, K, h, p, n)
+//   carry: 0 cs · 1 S rw · 2 state (b, h, p, n) rw
+//   cb: 0 B · 1 C (b, l, g, n) · 2 cbT (b, K, g, q, q)
+//   out: 0 x · 1 C · 2 dl · 3 cs · 4 S (states entering chunks) · 5 cbT · 6 D (h) · 7 y (b, l, h, p)
+//   each followed by the uniform params {l, h, p, g, n, q, chunks, dtMin, dtMax,
+//   stride, total} (stride and total: the 1-D grids' fold and thread count).
+
+import { accessors, mma, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
+
+export const cumsumWgsl = /* wgsl */ `${params}
+@group(0) @binding(0) var<storage, read> dt: array<f32>;
+@group(0) @binding(1) var<storage, read> dtBias: array<f32>;
+@group(0) @binding(2) var<storage, read> A: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dl: array<f32>;
+@group(0) @binding(4) var<storage, read_write> cs: array<vec2<u32>>;
+@group(0) @binding(5) var<uniform> params: Params;
+var<workgroup> buf: array<vec2<u32>, 256>;
+
+fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+// cs in 64-bit fixed point, (integer part as i32 bits, 32 fraction bits): integer sums are exact
+// and associative, so a gap cs_t − cs_s keeps its digits however large cs grows.
+fn toFixed(v: f32) -> vec2<u32> {
+  let f = floor(v);
+  return vec2<u32>(bitcast<u32>(i32(f)), u32((v - f) * 4294967296.0));
+}
+fn add2(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+  let lo = a.y + b.y;
+  return vec2<u32>(a.x + b.x + select(0u, 1u, lo < a.y), lo);
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let hh = wid.x;
+  let c = wid.y;
+  let bi = wid.z;
+  let h = params.h;
+  let a = A[hh];
+  let bias = dtBias[hh];
+  let t0 = c * params.q;
+  let len = min(params.q, params.l - t0);
+  let o = (bi * h + hh) * params.l + t0;
+  var carry = vec2<u32>(0u);
+  for (var s0 = 0u; s0 < len; s0 += 256u) {
+    let t = s0 + lid;
+    var d = 0.0;
+    if (t < len) {
+      d = clamp(softplus(dt[(bi * params.l + t0 + t) * h + hh] + bias), params.dtMin, params.dtMax);
+    }
+    var v = toFixed(d * a);
+    buf[lid] = v;
+    for (var off = 1u; off < 256u; off *= 2u) { // inclusive scan (Hillis–Steele)
+      workgroupBarrier();
+      var add = vec2<u32>(0u);
+      if (lid >= off) { add = buf[lid - off]; }
+      workgroupBarrier();
+      v = add2(v, add);
+      buf[lid] = v;
+    }
+    workgroupBarrier();
+    if (t < len) {
+      dl[o + t] = d;
+      cs[o + t] = add2(carry, v);
+    }
+    carry = add2(carry, buf[255]);
+    workgroupBarrier();
+  }
+}`;
+
+export const carryWgsl = /* wgsl */ `${params}
+@group(0) @binding(0) var<storage, read> cs: array<vec2<u32>>;
+@group(0) @binding(1) var<storage, read_write> S: array<f32>;
+@group(0) @binding(2) var<storage, read_write> state: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+fn fixedValue(c: vec2<u32>) -> f32 { return f32(bitcast<i32>(c.x)) + f32(c.y) * 2.3283064e-10; }
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let e = id.x + id.y * params.stride; // (b, head, p·n element) of the state
+  if (e >= params.total) { return; }
+  let pn = params.p * params.n;
+  let hh = (e / pn) % params.h;
+  let bi = e / (pn * params.h);
+  let rest = e % pn;
+  let csAt = (bi * params.h + hh) * params.l;
+  var s = state[e];
+  for (var c = 0u; c < params.chunks; c++) {
+    let at = ((bi * params.chunks + c) * params.h + hh) * pn + rest;
+    let local = S[at];
+    S[at] = s;
+    let last = cs[csAt + min((c + 1u) * params.q, params.l) - 1u];
+    s = exp(fixedValue(last)) * s + local;
+  }
+  state[e] = s;
+}`;
+
+/** Rows p, columns n; or (transposed) rows n, columns p, stored back as (p, n). */
+export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): string {
+  const xw = (r: number, slab: 'As' | 'Bs', first: '0' | 'n0' | 'm0') =>
+    stageSlab(
+      slab,
+      r,
+      'm',
+      `let s = k0 + k;
+      var w = 0.0;
+      if (s < len) { w = exp(gap(csLast, cs[csAt + s])) * dl[csAt + s]; }
+      let xr = ((bi * params.l + t0 + s) * h + hh) * params.p;`,
+      `let pi = ${first} + m + i; if (s < len && pi < params.p) { v[i] = w * x[xr + pi]; }`,
+    );
+  const bn = (r: number, slab: 'As' | 'Bs', first: 'n0' | 'm0') =>
+    stageSlab(
+      slab,
+      r,
+      'm',
+      'let s = k0 + k; let br = ((bi * params.l + t0 + s) * params.g + grp) * params.n;',
+      `let ni = ${first} + m + i; if (s < len && ni < params.n) { v[i] = B[br + ni]; }`,
+    );
+  const [rows, cols] = transposed ? ['ni', 'pi'] : ['pi', 'ni'];
+  return /* wgsl */ `${params}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read> dl: array<f32>;
+@group(0) @binding(3) var<storage, read> cs: array<vec2<u32>>;
+@group(0) @binding(4) var<storage, read_write> S: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+${tileHeader(rm, rn)}
+${accessors}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${tileStart(`((params.${transposed ? 'n' : 'p'} + TM - 1u) / TM)`)}
+  let h = params.h;
+  let grp = hh / (h / params.g);
+  let csAt = (bi * h + hh) * params.l + t0;
+  let csLast = cs[csAt + len - 1u];
+  for (var k0 = 0u; k0 < len; k0 += KT) {
+    ${transposed ? bn(rm, 'As', 'm0') : xw(rm, 'As', 'm0')}
+    ${transposed ? xw(rn, 'Bs', 'n0') : bn(rn, 'Bs', 'n0')}
+    ${mma}
+  }
+  let base = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
+  for (var a = 0u; a < RM; a++) {
+    for (var i = 0u; i < 4u; i++) {
+      let ${rows} = m0 + rowOf(a, i, ty);
+      for (var bb = 0u; bb < RN; bb++) {
+        let v = acc[(a * 4u + i) * RN + bb];
+        for (var j = 0u; j < 4u; j++) {
+          let ${cols} = n0 + colOf(bb, j, tx);
+          if (pi < params.p && ni < params.n) { S[base + pi * params.n + ni] = v[j]; }
+        }
+      }
+    }
+  }
+}`;
+}
+
+export function cbWgsl(rm: number, rn: number): string {
+  return /* wgsl */ `${params}
+@group(0) @binding(0) var<storage, read> B: array<f32>;
+@group(0) @binding(1) var<storage, read> C: array<f32>;
+@group(0) @binding(2) var<storage, read_write> cbT: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+${tileHeader(rm, rn)}
+${accessors}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${tileStart('((params.q + TM - 1u) / TM)')}
+  // Rows are s, columns t; hh is the group here. Tiles with every s > t, or past len, are unused.
+  if (m0 > n0 + TN - 1u || m0 >= len || n0 >= len) { return; }
+  let row = bi * params.l + t0;
+  for (var k0 = 0u; k0 < params.n; k0 += KT) {
+${stageSlab(
+  'As',
+  rm,
+  'k',
+  'let ki = k0 + k;',
+  'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[((row + s) * params.g + hh) * params.n + ki]; }',
+)}
+    ${stageSlab(
+      'Bs',
+      rn,
+      'k',
+      'let ki = k0 + k;',
+      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[((row + t) * params.g + hh) * params.n + ki]; }',
+    )}
+    ${mma}
+  }
+  let base = ((bi * params.chunks + c) * params.g + hh) * params.q * params.q;
+  for (var a = 0u; a < RM; a++) {
+    for (var i = 0u; i < 4u; i++) {
+      let s = m0 + rowOf(a, i, ty);
+      if (s >= len) { continue; }
+      for (var bb = 0u; bb < RN; bb++) {
+        let v = acc[(a * 4u + i) * RN + bb];
+        for (var j = 0u; j < 4u; j++) {
+          let t = n0 + colOf(bb, j, tx);
+          if (t < len) { cbT[base + s * params.q + t] = v[j]; }
+        }
+      }
+    }
+  }
+}`;
+}
+
+export function outWgsl(rm: number, rn: number): string {
+  return /* wgsl */ `${params}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> C: array<f32>;
+@group(0) @binding(2) var<storage, read> dl: array<f32>;
+@group(0) @binding(3) var<storage, read> cs: array<vec2<u32>>;
+@group(0) @binding(4) var<storage, read> S: array<f32>;
+@group(0) @binding(5) var<storage, read> cbT: array<f32>;
+@group(0) @binding(6) var<storage, read> D: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y: array<f32>;
+@group(0) @binding(8) var<uniform> params: Params;
+${tileHeader(rm, rn)}
+${accessors}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${tileStart('((params.q + TM - 1u) / TM)')}
+  // Rows are t, columns p.
+  if (m0 >= len) { return; }
+  let h = params.h;
+  let grp = hh / (h / params.g);
+  let row = bi * params.l + t0;
+  let csAt = (bi * h + hh) * params.l + t0;
+  // The carried-in state: C_t (len × n) · h_{c−1}ᵀ (n × p).
+  let sAt = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
+  for (var k0 = 0u; k0 < params.n; k0 += KT) {
+${stageSlab(
+  'As',
+  rm,
+  'k',
+  'let ki = k0 + k;',
+  'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[((row + t) * params.g + grp) * params.n + ki]; }',
+)}
+    ${stageSlab(
+      'Bs',
+      rn,
+      'k',
+      'let ki = k0 + k;',
+      'let pi = n0 + m + i; if (pi < params.p && ki < params.n) { v[i] = S[sAt + pi * params.n + ki]; }',
+    )}
+    ${mma}
+  }
+  for (var a = 0u; a < RM; a++) {
+    for (var i = 0u; i < 4u; i++) {
+      let t = min(m0 + rowOf(a, i, ty), len - 1u);
+      let at = cs[csAt + t];
+      let decay = exp(fixedValue(at));
+      for (var bb = 0u; bb < RN; bb++) { acc[(a * 4u + i) * RN + bb] *= decay; }
+    }
+  }
+  // Inside the chunk: (CBᵀ ∘ L)ᵀ (len × len, s ≤ t) · (Δ x) (len × p).
+  let cbAt = ((bi * params.chunks + c) * params.g + grp) * params.q * params.q;
+  let send = min(len, m0 + TM);
+  for (var k0 = 0u; k0 < send; k0 += KT) {
+${stageSlab(
+  'As',
+  rm,
+  'm',
+  `let s = k0 + k;
+      let sc = min(s, len - 1u);
+      let css = cs[csAt + sc];
+      let ds = dl[csAt + sc];
+      let cbr = cbAt + sc * params.q;`,
+  'let t = m0 + m + i; if (s <= t && t < len) { v[i] = cbT[cbr + t] * exp(gap(cs[csAt + t], css)) * ds; }',
+)}
+    ${stageSlab(
+      'Bs',
+      rn,
+      'm',
+      'let s = k0 + k; let xr = ((row + s) * h + hh) * params.p;',
+      'let pi = n0 + m + i; if (s < len && pi < params.p) { v[i] = x[xr + pi]; }',
+    )}
+    ${mma}
+  }
+  let skip = D[hh];
+  for (var a = 0u; a < RM; a++) {
+    for (var i = 0u; i < 4u; i++) {
+      let t = m0 + rowOf(a, i, ty);
+      if (t >= len) { continue; }
+      for (var bb = 0u; bb < RN; bb++) {
+        let v = acc[(a * 4u + i) * RN + bb];
+        for (var j = 0u; j < 4u; j++) {
+          let pi = n0 + colOf(bb, j, tx);
+          if (pi < params.p) {
+            let at = ((row + t) * h + hh) * params.p + pi;
+            y[at] = v[j] + skip * x[at];
+          }
+        }
+      }
+    }
+  }
+}`;
+}
