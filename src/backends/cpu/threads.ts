@@ -25,25 +25,10 @@
 
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import type { linearCols } from './matmul.ts';
 
-/** One thread's part of a job: chunk `first` (already claimed), then each chunk next() returns, until
- * −1. Chunk c is columns [c·width, min(n, (c + 1)·width)); arrays are addressed from element offsets. */
-export type LinearChunks = (
-  out: Float32Array,
-  oOff: number,
-  x: Float32Array,
-  xOff: number,
-  w: Float32Array,
-  wOff: number,
-  bias: Float32Array | null,
-  bOff: number,
-  m: number,
-  n: number,
-  k: number,
-  width: number,
-  first: number,
-  next: () => number,
-) => void;
+/** One thread's part of a job (see linearCols): claimed column chunks, arrays from element offsets. */
+export type LinearChunks = typeof linearCols;
 
 /** Control block slots (Int32). */
 export const SEQ = 0;
