@@ -2,7 +2,7 @@
 // default) for both families: prefill tokens/s (batch 1, --prefill tokens, LM head on the last
 // position as generation does), decode tokens/s (batch 1, --decode steps) and the peak resident
 // memory. Each family runs in its own child process so that peak memory is its own. Prints a
-// table and writes JSON.
+// table and writes JSON. With --backend webgpu, the GPU table of benchWebgpu.ts instead.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { CausalLM } from '../models/causalLM.ts';
 import { initParameters } from '../models/init.ts';
 import { presetConfig } from '../models/presets.ts';
 import { intOption, makeBackend, parse } from './args.ts';
+import { benchWebgpu } from './benchWebgpu.ts';
 
 interface Row {
   family: string;
@@ -95,7 +96,13 @@ export async function benchCommand(argv: string[]): Promise<void> {
     backend: { type: 'string' },
     json: { type: 'string' },
     child: { type: 'boolean' },
+    quick: { type: 'boolean' },
+    'peak-gbps': { type: 'string' },
   });
+  if (values.backend === 'webgpu') return benchWebgpu(values);
+  for (const name of ['quick', 'peak-gbps']) {
+    if (values[name] !== undefined) fail(`bench: --${name} needs --backend webgpu`);
+  }
   const preset = (values.preset as string | undefined) ?? '130m';
   const prefill = intOption('bench', values, 'prefill', 512, 1);
   const decode = intOption('bench', values, 'decode', 16, 1);

@@ -27,6 +27,7 @@ commands:
   chat      --model DIR|ORG/NAME [--template "User: {input}\nBot:"] [generate's options]
   init      --family mamba|mamba2 --preset tiny|130m|... --out DIR [--seed N]
   bench     [--family mamba|mamba2] [--prefill N] [--decode N] [--json FILE]
+            (GPU table: --backend webgpu [--quick] [--peak-gbps GBPS] [--json FILE])
 `;
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,173 @@
+// Timing on the WebGPU backend, shared by `mamba-ts bench --backend webgpu` (src/cli/benchWebgpu.ts)
+// and the kernel script src/bench/gpuKernels.ts: random inputs (never zeros), the median of
+// several submits after a warm-up (pipelines compiled, pool filled), GPU work waited for with
+// onSubmittedWorkDone, the inputs of the selective-scan and SSD kernels, whole-model prefill and
+// decode, and the bytes models behind the bandwidth figures.
+
+import type { SelectiveScanArgs, SsdArgs } from '../backends/backend.ts';
+import type { WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
+import type { Tensor } from '../core/tensor.ts';
+import type { CausalLM } from '../models/causalLM.ts';
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/**
+ * Bytes the fused selective scan must move at least, in f32: it reads u, Δ and z (b, l, d), B and C
+ * (b, l, n) and writes y (b, l, d) once each; A, D, the Δ bias and the state (b, d, n) are small
+ * next to them and not counted.
+ */
+export function selectiveScanBytes(b: number, l: number, d: number, n: number): number {
+  return (4 * d + 2 * n) * b * l * 4;
+}
+
+/**
+ * Bytes the chunked SSD must move at least, in f32: it reads x (b, l, h·p), Δ (b, l, h), B and C
+ * (b, l, n) and writes y (b, l, h·p) once each; A, D, the Δ bias and the state are not counted.
+ */
+export function ssdBytes(b: number, l: number, h: number, p: number, n: number): number {
+  return (2 * h * p + h + 2 * n) * b * l * 4;
+}
+
+export interface DecodeTiming {
+  /** Wall ms per step, the logits read back each step. */
+  ms: number;
+  /** CPU ms to record one step (JS and Dawn validation). */
+  recordMs: number;
+  /** Dispatches one step records. */
+  dispatches: number;
+}
+
+/** Times work on one WebGPU backend; inputs come from a fixed-seed generator. */
+export class GpuTimer {
+  private seed: number;
+
+  constructor(
+    readonly be: WebGpuBackend,
+    seed = 12345,
+  ) {
+    this.seed = seed;
+  }
+
+  private rand(): number {
+    this.seed = (this.seed * 1103515245 + 12345) >>> 0;
+    return this.seed / 2 ** 32;
+  }
+
+  /** A tensor of `shape` uniform in [lo, hi). */
+  random(shape: number[], lo = -1, hi = 1): Tensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = lo + (hi - lo) * this.rand();
+    return this.be.upload(data, shape);
+  }
+
+  /** Submits what is recorded and waits until the GPU has done it. */
+  async idle(): Promise<void> {
+    this.be.flush();
+    await this.be.device.queue.onSubmittedWorkDone();
+  }
+
+  /**
+   * Median ms of `fn` recorded `inner` times per submit, over `reps` submits (after a warm-up).
+   * `run` returns nothing, so every tensor `fn` makes (its result included) goes back to the pool.
+   */
+  async time(fn: () => unknown, reps: number, inner = 1): Promise<number> {
+    const be = this.be;
+    const run = () => {
+      fn();
+    };
+    be.tidy(run);
+    await this.idle();
+    const times: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < inner; i++) be.tidy(run);
+      await this.idle();
+      times.push((performance.now() - t0) / inner);
+    }
+    return median(times);
+  }
+
+  /** Inputs of the selective scan alone: (b, l, d) activations, state n, Δ not projected. */
+  selectiveScanArgs(b: number, l: number, d: number, n: number): SelectiveScanArgs {
+    return {
+      u: this.random([b, l, d]),
+      delta: this.random([b, l, d]),
+      deltaBias: this.random([d], -4, -1),
+      A: this.random([d, n], -3, -0.3),
+      B: this.random([b, l, n]),
+      C: this.random([b, l, n]),
+      D: this.random([d]),
+      z: this.random([b, l, d]),
+      state: this.random([b, d, n]),
+    };
+  }
+
+  /** Inputs of the chunked SSD alone: h heads of p, state n (one group), chunk q. */
+  ssdArgs(b: number, l: number, h: number, p: number, n: number, q: number): SsdArgs {
+    return {
+      x: this.random([b, l, h * p]),
+      dt: this.random([b, l, h]),
+      dtBias: this.random([h], -3, 0),
+      dtLimit: [0, Number.POSITIVE_INFINITY] as const,
+      A: this.random([h], -3, -0.3),
+      B: this.random([b, l, n]),
+      C: this.random([b, l, n]),
+      D: this.random([h]),
+      state: this.random([b, h, p, n]),
+      chunkSize: q,
+    };
+  }
+
+  /**
+   * Median ms of a prefill of `batch` sequences of `length` tokens from a fresh state, LM head on
+   * the last positions (as generation does), logits read back; `reps` runs after one warm-up.
+   */
+  async prefill(model: CausalLM, batch: number, length: number, reps = 3): Promise<number> {
+    const be = this.be;
+    const vocab = model.config.vocabSize;
+    const prompt = Int32Array.from({ length: batch * length }, (_, i) => (i * 7919) % vocab);
+    const times: number[] = [];
+    for (let r = 0; r <= reps; r++) {
+      const state = model.newState(batch);
+      await this.idle();
+      const t0 = performance.now();
+      const result = model.forward(prompt, batch, { state, lastOnly: true });
+      await be.read(result.logits);
+      if (r > 0) times.push(performance.now() - t0);
+      be.release(result.logits);
+      be.release(result.hidden);
+    }
+    return median(times);
+  }
+
+  /** Decode of `batch` sequences: ms per step over `steps` steps after a 3-step warm-up. */
+  async decode(model: CausalLM, batch: number, steps: number): Promise<DecodeTiming> {
+    const be = this.be;
+    const vocab = model.config.vocabSize;
+    const state = model.newState(batch);
+    const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % vocab);
+    for (let i = 0; i < 3; i++) {
+      const logits = model.step(tokens, state);
+      await be.read(logits);
+      be.release(logits);
+    }
+    const d0 = be.dispatchCount;
+    const r0 = performance.now();
+    const pending = model.step(tokens, state);
+    const recordMs = performance.now() - r0;
+    const dispatches = be.dispatchCount - d0;
+    await be.read(pending);
+    be.release(pending);
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) {
+      const logits = model.step(tokens, state);
+      await be.read(logits);
+      be.release(logits);
+    }
+    return { ms: (performance.now() - t0) / steps, recordMs, dispatches };
+  }
+}
