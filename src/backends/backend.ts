@@ -11,6 +11,7 @@
 // n state, h heads, p head dim, g groups, k kernel width / reduction length.
 
 import type { DType, Shape, Tensor } from '../core/tensor.ts';
+import type { TrainingOps } from './training.ts';
 
 export interface SelectiveScanArgs {
   u: Tensor; // (b, l, d)    input after conv + SiLU
@@ -41,6 +42,8 @@ export interface SsdArgs {
 
 export interface Backend {
   readonly name: string;
+  /** The backward kernels, loss and optimizer (training.ts). */
+  readonly training: TrainingOps;
 
   upload(data: Float32Array | Int32Array, shape: Shape): Tensor;
   zeros(shape: Shape, dtype?: DType): Tensor;

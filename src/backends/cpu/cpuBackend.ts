@@ -12,6 +12,7 @@ import { addRmsNorm, gatedRmsNorm } from './norm.ts';
 import { selectiveScan } from './selectiveScan.ts';
 import { ssdChunked, ssdRecurrent } from './ssd.ts';
 import { sharedF32 } from './threads.ts';
+import { CpuTraining } from './training.ts';
 
 export class CpuTensor implements Tensor {
   constructor(
@@ -41,6 +42,7 @@ function rowsCols(shape: Shape): [number, number] {
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  readonly training: CpuTraining = new CpuTraining(this);
 
   private out(shape: Shape): CpuTensor {
     return new CpuTensor(shape, 'f32', sharedF32(numel(shape)));

@@ -21,6 +21,7 @@ import { addRmsNorm, gatedRmsNorm } from './kernels/norm.ts';
 import { selectiveScan } from './kernels/selectiveScan.ts';
 import { copyView } from './kernels/split.ts';
 import { ssd } from './kernels/ssd.ts';
+import { WebGpuTraining } from './training.ts';
 
 /** A uniform field: a number is a u32, {f32} a float, {i32} a signed integer. */
 export type Param = number | { f32: number } | { i32: number };
@@ -51,6 +52,7 @@ interface CachedPipeline {
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
+  readonly training: WebGpuTraining = new WebGpuTraining(this);
   private readonly pool: BufferPool;
   private readonly pipelines = new Map<string, CachedPipeline>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
