@@ -1,61 +1,162 @@
-// SKELETON (being written): the TrainingOps of the cpu backend.
+// The TrainingOps of the CPU backend: shape checks and dense outputs here, the math in the files
+// beside it (linearBackward.ts, normBackward.ts, conv1dBackward.ts, lossAndAdam.ts, and the scan and
+// SSD backward). CPU tensors are always dense (split copies its parts), so views need no care.
+// Parameter gradients are added into the given tensors; activation gradients are new tensors.
 
 import { fail } from '../../core/errors.ts';
-import type { Tensor } from '../../core/tensor.ts';
+import { numel, type Shape, sameShape, showShape, type Tensor } from '../../core/tensor.ts';
 import type { SelectiveScanArgs, SsdArgs } from '../backend.ts';
 import type { AdamWHyper, ConvGrads, LinearGrads, ScanGrads, SsdGrads, TrainingOps } from '../training.ts';
-import type { CpuBackend } from './cpuBackend.ts';
+import { causalConv1dBackward } from './conv1dBackward.ts';
+import type { CpuBackend, CpuTensor } from './cpuBackend.ts';
+import { linearDw, linearDx } from './linearBackward.ts';
+import { adamw, crossEntropy } from './lossAndAdam.ts';
+import { addRmsNormBackward, gatedRmsNormBackward } from './normBackward.ts';
 import { selectiveScanBackward } from './selectiveScanBackward.ts';
 import { ssdBackward } from './ssdBackward.ts';
 
-const todo = (): never => fail('not yet written');
+function f32(t: Tensor): Float32Array {
+  const data = (t as CpuTensor).data;
+  if (!(data instanceof Float32Array)) fail(`cpu training: expected an f32 tensor, got ${t.dtype}`);
+  return data;
+}
+
+function i32(t: Tensor): Int32Array {
+  const data = (t as CpuTensor).data;
+  if (!(data instanceof Int32Array)) fail(`cpu training: expected an i32 tensor, got ${t.dtype}`);
+  return data;
+}
+
+/** The last extent and the product of the others: (…, c) → [rows, c]. */
+function rowsCols(shape: Shape): [number, number] {
+  const cols = shape[shape.length - 1];
+  return [cols === 0 ? 0 : numel(shape) / cols, cols];
+}
+
+function sameSize(op: string, a: Tensor, b: Tensor): void {
+  if (numel(a.shape) !== numel(b.shape))
+    fail(`${op}: ${showShape(a.shape)} and ${showShape(b.shape)} differ in size`);
+}
+
+function same(op: string, a: Tensor, b: Tensor): void {
+  if (!sameShape(a.shape, b.shape))
+    fail(`${op}: shapes ${showShape(a.shape)} and ${showShape(b.shape)} differ`);
+}
 
 export class CpuTraining implements TrainingOps {
   constructor(readonly backend: CpuBackend) {}
-  zero(_t: Tensor): void {
-    todo();
+
+  zero(t: Tensor): void {
+    (t as CpuTensor).data.fill(0);
   }
-  accumulate(_dst: Tensor, _src: Tensor): void {
-    todo();
+
+  accumulate(dst: Tensor, src: Tensor): void {
+    sameSize('accumulate', dst, src);
+    const d = f32(dst);
+    const s = f32(src);
+    for (let i = 0; i < d.length; i++) d[i] += s[i];
   }
-  concat(_parts: readonly Tensor[]): Tensor {
-    return todo();
+
+  concat(parts: readonly Tensor[]): Tensor {
+    if (parts.length === 0) fail('concat: no parts');
+    const lead = parts[0].shape.slice(0, -1);
+    for (const part of parts) {
+      if (!sameShape(part.shape.slice(0, -1), lead))
+        fail(`concat: part ${showShape(part.shape)} does not match ${showShape(parts[0].shape)}`);
+    }
+    const widths = parts.map((part) => part.shape[part.shape.length - 1]);
+    const c = widths.reduce((a, w) => a + w, 0);
+    const rows = numel(lead);
+    const out = this.backend.zeros([...lead, c]);
+    const dst = f32(out); // (rows, c)
+    let offset = 0;
+    parts.forEach((part, p) => {
+      const src = f32(part); // (rows, widths[p])
+      const w = widths[p];
+      for (let row = 0; row < rows; row++) dst.set(src.subarray(row * w, (row + 1) * w), row * c + offset);
+      offset += w;
+    });
+    return out;
   }
-  crossEntropy(_logits: Tensor, _targets: Tensor, _scale: number): { loss: Tensor; dLogits: Tensor } {
-    return todo();
+
+  crossEntropy(logits: Tensor, targets: Tensor, scale: number): { loss: Tensor; dLogits: Tensor } {
+    const [t, v] = rowsCols(logits.shape);
+    if (numel(targets.shape) !== t)
+      fail(
+        `crossEntropy: targets ${showShape(targets.shape)} do not match logits ${showShape(logits.shape)}`,
+      );
+    const dLogits = this.backend.zeros(logits.shape);
+    const loss = crossEntropy(f32(dLogits), f32(logits), i32(targets), scale, t, v);
+    return { loss: this.backend.upload(Float32Array.of(loss), [1]), dLogits };
   }
-  linearBackward(
-    _dy: Tensor,
-    _x: Tensor,
-    _weight: Tensor,
-    _grads: LinearGrads,
-    _needDx = true,
-  ): Tensor | null {
-    return todo();
+
+  linearBackward(dy: Tensor, x: Tensor, weight: Tensor, grads: LinearGrads, needDx = true): Tensor | null {
+    const [t, n] = rowsCols(dy.shape);
+    const [tx, k] = rowsCols(x.shape);
+    if (tx !== t || !sameShape(weight.shape, [n, k]))
+      fail(
+        `linearBackward: dy ${showShape(dy.shape)}, x ${showShape(x.shape)}, weight ${showShape(weight.shape)}`,
+      );
+    same('linearBackward (weight gradient)', grads.weight, weight);
+    if (grads.bias !== null && numel(grads.bias.shape) !== n)
+      fail(`linearBackward: bias gradient ${showShape(grads.bias.shape)} for ${n} outputs`);
+    linearDw(f32(grads.weight), grads.bias && f32(grads.bias), f32(dy), f32(x), t, n, k);
+    if (!needDx) return null;
+    const dx = this.backend.zeros(x.shape);
+    linearDx(f32(dx), f32(dy), f32(weight), t, n, k);
+    return dx;
   }
-  embeddingBackward(_ids: Tensor, _dy: Tensor, _dWeight: Tensor): void {
-    todo();
+
+  embeddingBackward(ids: Tensor, dy: Tensor, dWeight: Tensor): void {
+    const [vocab, d] = dWeight.shape;
+    const index = i32(ids);
+    if (!sameShape(dy.shape.slice(-1), [d]) || numel(dy.shape) !== index.length * d)
+      fail(`embeddingBackward: dy ${showShape(dy.shape)} for ${index.length} ids of width ${d}`);
+    const src = f32(dy);
+    const dst = f32(dWeight);
+    for (let i = 0; i < index.length; i++) {
+      const id = index[i];
+      if (id < 0 || id >= vocab) fail(`embeddingBackward: id ${id} outside [0, ${vocab})`);
+      for (let j = 0; j < d; j++) dst[id * d + j] += src[i * d + j];
+    }
   }
+
   addRmsNormBackward(
-    _dNormed: Tensor,
-    _dSum: Tensor | null,
-    _sum: Tensor,
-    _weight: Tensor,
-    _eps: number,
-    _dWeight: Tensor,
+    dNormed: Tensor,
+    dSum: Tensor | null,
+    sum: Tensor,
+    weight: Tensor,
+    eps: number,
+    dWeight: Tensor,
   ): Tensor {
-    return todo();
+    const [t, d] = rowsCols(sum.shape);
+    same('addRmsNormBackward', dNormed, sum);
+    if (dSum !== null) same('addRmsNormBackward', dSum, sum);
+    const dx = this.backend.zeros(sum.shape);
+    const [dn, ds, s] = [f32(dNormed), dSum && f32(dSum), f32(sum)];
+    addRmsNormBackward(f32(dx), dn, ds, s, f32(weight), eps, f32(dWeight), t, d);
+    return dx;
   }
+
   causalConv1dBackward(
-    _dy: Tensor,
-    _x: Tensor,
-    _weight: Tensor,
-    _bias: Tensor | null,
-    _silu: boolean,
-    _grads: ConvGrads,
+    dy: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    silu: boolean,
+    grads: ConvGrads,
   ): Tensor {
-    return todo();
+    const [b, l, c] = x.shape;
+    const [cw, w] = weight.shape;
+    same('causalConv1dBackward', dy, x);
+    if (cw !== c) fail(`causalConv1dBackward: weight ${showShape(weight.shape)} for ${c} channels`);
+    same('causalConv1dBackward (weight gradient)', grads.weight, weight);
+    const dx = this.backend.zeros(x.shape);
+    const [bi, db] = [bias && f32(bias), grads.bias && f32(grads.bias)];
+    causalConv1dBackward(f32(dx), f32(dy), f32(x), f32(weight), bi, silu, f32(grads.weight), db, b, l, c, w);
+    return dx;
   }
+
   selectiveScanBackward(
     args: SelectiveScanArgs,
     dy: Tensor,
@@ -63,6 +164,7 @@ export class CpuTraining implements TrainingOps {
   ): { du: Tensor; dDelta: Tensor; dB: Tensor; dC: Tensor; dz: Tensor } {
     return selectiveScanBackward(this.backend, args, dy, grads);
   }
+
   ssdBackward(
     args: SsdArgs,
     dy: Tensor,
@@ -70,25 +172,47 @@ export class CpuTraining implements TrainingOps {
   ): { dx: Tensor; ddt: Tensor; dB: Tensor; dC: Tensor } {
     return ssdBackward(this.backend, args, dy, grads);
   }
+
   gatedRmsNormBackward(
-    _dOut: Tensor,
-    _y: Tensor,
-    _z: Tensor,
-    _weight: Tensor,
-    _eps: number,
-    _groupSize: number,
-    _normBeforeGate: boolean,
-    _dWeight: Tensor,
+    dOut: Tensor,
+    y: Tensor,
+    z: Tensor,
+    weight: Tensor,
+    eps: number,
+    groupSize: number,
+    normBeforeGate: boolean,
+    dWeight: Tensor,
   ): { dy: Tensor; dz: Tensor } {
-    return todo();
+    const [t, c] = rowsCols(y.shape);
+    same('gatedRmsNormBackward', dOut, y);
+    same('gatedRmsNormBackward', z, y);
+    if (!(groupSize > 0) || c % groupSize !== 0)
+      fail(`gatedRmsNormBackward: group size ${groupSize} does not divide ${c} channels`);
+    const dy = this.backend.zeros(y.shape);
+    const dz = this.backend.zeros(y.shape);
+    const [o, yv, zv, w, dw] = [f32(dOut), f32(y), f32(z), f32(weight), f32(dWeight)];
+    gatedRmsNormBackward(f32(dy), f32(dz), o, yv, zv, w, eps, groupSize, normBeforeGate, dw, t, c);
+    return { dy, dz };
   }
-  sumOfSquares(_tensors: readonly Tensor[]): Tensor {
-    return todo();
+
+  sumOfSquares(tensors: readonly Tensor[]): Tensor {
+    let sum = 0;
+    for (const t of tensors) {
+      const data = f32(t);
+      for (let i = 0; i < data.length; i++) sum += data[i] * data[i];
+    }
+    return this.backend.upload(Float32Array.of(sum), [1]);
   }
-  adamw(_param: Tensor, _grad: Tensor, _m: Tensor, _v: Tensor, _hyper: AdamWHyper): void {
-    todo();
+
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: AdamWHyper): void {
+    for (const t of [grad, m, v]) sameSize('adamw', param, t);
+    adamw(f32(param), f32(grad), f32(m), f32(v), hyper);
   }
-  negExp(_src: Tensor, _dst: Tensor): void {
-    todo();
+
+  negExp(src: Tensor, dst: Tensor): void {
+    sameSize('negExp', dst, src);
+    const s = f32(src);
+    const d = f32(dst);
+    for (let i = 0; i < d.length; i++) d[i] = -Math.exp(s[i]);
   }
 }
