@@ -5,11 +5,13 @@ import { MambaError } from '../core/errors.ts';
 import { benchCommand } from './bench.ts';
 import { chatCommand } from './chat.ts';
 import { generateCommand } from './generate.ts';
+import { gradsCommand } from './grads.ts';
 import { initCommand } from './init.ts';
 import { logitsCommand } from './logits.ts';
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
   logits: logitsCommand,
+  grads: gradsCommand,
   generate: generateCommand,
   chat: chatCommand,
   init: initCommand,
@@ -20,6 +22,8 @@ const usage = `usage: mamba-ts <command> [options]
 
 commands:
   logits    --model DIR --input-ids IN.npy --output OUT.npy     logits of a batch of token ids
+  grads     --model DIR --input-ids IN.npy --output OUT.safetensors   gradients of the next-token
+            loss for every parameter; prints {"loss": ...}
   generate  --model DIR|ORG/NAME --prompt TEXT [--max-new-tokens N] [sampling options]
             [--stop STR]... [--state-in FILE] [--state-out FILE] [--stats] [--format text|ids]
             (or --prompt-ids 1,2,3 --format ids; sampling: --greedy | --temperature T --top-k K

@@ -4,6 +4,8 @@
 //
 // `forward` reads a batch of whole sequences (or the next piece of them, given a state); `step`
 // is forward with one token per sequence. Both advance the same recurrent state.
+// `lossAndGrads` is the training pass: forward keeping each block's activations, the next-token
+// cross-entropy, then every block's backward in reverse, adding into one gradient per parameter.
 
 import type { Backend } from '../backends/backend.ts';
 import { fail } from '../core/errors.ts';
@@ -12,9 +14,12 @@ import type { Tensor } from '../core/tensor.ts';
 import type { ModelConfig } from './config.ts';
 import { MambaMixer } from './mamba.ts';
 import { Mamba2Mixer } from './mamba2.ts';
-import { type Mixer, type ParameterSource, Parameters } from './mixer.ts';
+import { type Grads, type Mixer, type ParameterSource, Parameters, ParameterTable } from './mixer.ts';
 import { parameterShapes } from './parameters.ts';
 import { createState, type ModelState } from './state.ts';
+
+/** Logits computed at once by the training head: pieces of rows keep (rows, vocab) under this. */
+const HEAD_VALUES = 1 << 26;
 
 interface Block {
   norm: Tensor; // (d)
@@ -31,6 +36,7 @@ export class CausalLM {
   private readonly blocks: Block[];
   private readonly normF: Tensor; // (d)
   private readonly lmHead: Tensor; // (vocab, d)
+  private readonly table = new ParameterTable();
   /** Names these weights: a digest of the config and of every parameter's first and last values. */
   readonly fingerprint: string;
 
@@ -49,13 +55,13 @@ export class CausalLM {
       }
       return data;
     };
-    const top = new Parameters(backend, '', source, shapes);
+    const top = new Parameters(backend, '', source, shapes, this.table);
     this.embeddings = top.get('backbone.embeddings.weight');
     this.blocks = Array.from({ length: config.numLayers }, (_, i) => {
       const prefix = `backbone.layers.${i}.`;
-      const mixerParams = new Parameters(backend, `${prefix}mixer.`, source, shapes);
+      const mixerParams = new Parameters(backend, `${prefix}mixer.`, source, shapes, this.table);
       return {
-        norm: new Parameters(backend, prefix, source, shapes).get('norm.weight'),
+        norm: new Parameters(backend, prefix, source, shapes, this.table).get('norm.weight'),
         mixer:
           config.family === 'mamba'
             ? new MambaMixer(backend, config, mixerParams)
@@ -65,6 +71,19 @@ export class CausalLM {
     this.normF = top.get('backbone.norm_f.weight');
     this.lmHead = config.tieWordEmbeddings ? this.embeddings : top.get('lm_head.weight');
     this.fingerprint = digest.hex();
+  }
+
+  /**
+   * Every parameter by its checkpoint name and in its checkpoint shape (A_log as stored, conv1d
+   * weights (c, 1, w)); lm_head is absent when tied to the embeddings.
+   */
+  parameters(): ReadonlyMap<string, Tensor> {
+    return this.table.tensors;
+  }
+
+  /** Recomputes what is derived from parameters (A = -exp(A_log)) after they changed in place. */
+  refreshDerived(): void {
+    for (const { source, A } of this.table.derived) this.backend.training.negExp(source, A);
   }
 
   /** A fresh recurrent state for `batch` sequences. */
@@ -102,23 +121,144 @@ export class CausalLM {
     const state = options.state ?? this.newState(batch);
     if (state.batch !== batch) fail(`state holds ${state.batch} sequences, the input ${batch}`);
     const be = this.backend;
+    return be.tidy(() => {
+      const final = this.hiddenStates(ids, batch, length, state); // (b, l, d)
+      const headInput = options.lastOnly ? this.lastPositions(final, batch, length) : final; // (b, l|1, d)
+      return { logits: be.linear(headInput, this.lmHead, null), hidden: final };
+    });
+  }
+
+  /** Embeddings, the blocks (each in its own tidy) and the final norm: ids (b·l) → (b, l, d). */
+  private hiddenStates(ids: Int32Array, batch: number, length: number, state: ModelState): Tensor {
+    const be = this.backend;
+    const eps = this.config.layerNormEpsilon;
+    const idsTensor = be.upload(ids, [ids.length]); // (b·l)
+    let hidden = be.reshape(be.embedding(idsTensor, this.embeddings), [
+      batch,
+      length,
+      this.config.hiddenSize,
+    ]); // (b, l, d)
+    let residual: Tensor | null = null; // (b, l, d)
+    for (let i = 0; i < this.blocks.length; i++) {
+      const block = this.blocks[i];
+      [residual, hidden] = be.tidy(() => {
+        const added = be.addRmsNorm(hidden, residual, block.norm, eps); // (b, l, d) each
+        return [added.residual, block.mixer.forward(added.normed, state.layers[i])]; // (b, l, d) each
+      });
+    }
+    return be.addRmsNorm(hidden, residual, this.normF, eps).normed; // (b, l, d)
+  }
+
+  /**
+   * The next-token loss over ids (b, l): mean cross-entropy of logits[:, :-1] against ids[:, 1:]
+   * (as transformers' MambaForCausalLM computes it), as a (1) tensor; adds its gradient into
+   * `grads` (zeros, or gradients to accumulate on; the same names as parameters()).
+   */
+  lossAndGrads(ids: Int32Array, batch: number, grads: Grads): Tensor {
+    const length = this.checkIds(ids, batch);
+    if (length < 2) fail('training needs sequences of at least 2 tokens');
+    const be = this.backend;
+    const ops = be.training;
     const eps = this.config.layerNormEpsilon;
     const d = this.config.hiddenSize;
     return be.tidy(() => {
       const idsTensor = be.upload(ids, [ids.length]); // (b·l)
-      let hidden = be.reshape(be.embedding(idsTensor, this.embeddings), [batch, length, d]); // (b, l, d)
-      let residual: Tensor | null = null; // (b, l, d)
-      for (let i = 0; i < this.blocks.length; i++) {
-        const block = this.blocks[i];
-        [residual, hidden] = be.tidy(() => {
-          const added = be.addRmsNorm(hidden, residual, block.norm, eps); // (b, l, d) each
-          return [added.residual, block.mixer.forward(added.normed, state.layers[i])]; // (b, l, d) each
-        });
+      const embedded = be.reshape(be.embedding(idsTensor, this.embeddings), [batch, length, d]); // (b, l, d)
+      // sums[i]: the residual stream entering block i's norm; sums[L] enters the final norm.
+      const sums: Tensor[] = []; // (b, l, d) each
+      const saved: unknown[] = [];
+      let added = be.addRmsNorm(embedded, null, this.blocks[0]?.norm ?? this.normF, eps);
+      for (const [i, block] of this.blocks.entries()) {
+        sums.push(added.residual);
+        const { out, saved: kept } = block.mixer.forwardSaving(added.normed); // (b, l, d)
+        saved.push(kept);
+        // out becomes the next sum in place; the saved sum of this block stays as it is.
+        added = be.addRmsNorm(added.residual, out, this.blocks[i + 1]?.norm ?? this.normF, eps);
       }
-      const final = be.addRmsNorm(hidden, residual, this.normF, eps).normed; // (b, l, d)
-      const headInput = options.lastOnly ? this.lastPositions(final, batch, length) : final; // (b, l|1, d)
-      return { logits: be.linear(headInput, this.lmHead, null), hidden: final };
+      sums.push(added.residual);
+      const { loss, dFinal } = this.headLoss(added.normed, ids, batch, length, grads); // (1), (b, l, d)
+      let dSum = ops.addRmsNormBackward(
+        dFinal!,
+        null,
+        sums[this.blocks.length],
+        this.normF,
+        eps,
+        grads.get('backbone.norm_f.weight')!,
+      ); // (b, l, d)
+      for (let i = this.blocks.length - 1; i >= 0; i--) {
+        const dNormed = this.blocks[i].mixer.backward(dSum, saved[i], grads); // (b, l, d)
+        dSum = ops.addRmsNormBackward(
+          dNormed,
+          dSum,
+          sums[i],
+          this.blocks[i].norm,
+          eps,
+          grads.get(`backbone.layers.${i}.norm.weight`)!,
+        ); // (b, l, d)
+      }
+      ops.embeddingBackward(idsTensor, dSum, grads.get('backbone.embeddings.weight')!);
+      return loss;
     });
+  }
+
+  /** The same loss as lossAndGrads, without gradients (validation). */
+  loss(ids: Int32Array, batch: number): Tensor {
+    const length = this.checkIds(ids, batch);
+    if (length < 2) fail('the loss needs sequences of at least 2 tokens');
+    return this.backend.tidy(
+      () =>
+        this.headLoss(this.hiddenStates(ids, batch, length, this.newState(batch)), ids, batch, length, null)
+          .loss,
+    );
+  }
+
+  /**
+   * The LM head and the cross-entropy over final hidden states (b, l, d), by pieces of at most
+   * HEAD_ROWS rows so that the logits of a long batch never exist whole; with grads, also the
+   * gradient of the hidden states (the head's weight gradient is added to grads).
+   */
+  private headLoss(final: Tensor, ids: Int32Array, batch: number, length: number, grads: Grads | null) {
+    const be = this.backend;
+    const ops = be.training;
+    const d = this.config.hiddenSize;
+    const t = batch * length;
+    const targets = new Int32Array(t); // (t): the next id, -1 at each sequence's end
+    for (let i = 0; i < t; i++) targets[i] = i % length === length - 1 ? -1 : ids[i + 1];
+    const scale = 1 / (batch * (length - 1));
+    const rows = Math.max(1, Math.floor(HEAD_VALUES / this.config.vocabSize));
+    const pieces = Array.from({ length: Math.ceil(t / rows) }, (_, i) => Math.min(rows, t - i * rows));
+    const flat = be.reshape(final, [1, t * d]); // (1, t·d)
+    const parts =
+      pieces.length === 1
+        ? [flat]
+        : be.split(
+            flat,
+            pieces.map((r) => r * d),
+          );
+    const headGrad = grads && (grads.get('lm_head.weight') ?? grads.get('backbone.embeddings.weight')!);
+    const loss = be.zeros([1]);
+    const dParts: Tensor[] = [];
+    let at = 0;
+    for (const [i, part] of parts.entries()) {
+      const x = be.reshape(part, [pieces[i], d]); // (r, d)
+      const logits = be.linear(x, this.lmHead, null); // (r, vocab)
+      const pieceTargets = be.upload(targets.subarray(at, at + pieces[i]), [pieces[i]]); // (r)
+      const ce = ops.crossEntropy(logits, pieceTargets, scale); // (1), (r, vocab)
+      ops.accumulate(loss, ce.loss);
+      if (headGrad)
+        dParts.push(
+          be.reshape(ops.linearBackward(ce.dLogits, x, this.lmHead, { weight: headGrad, bias: null })!, [
+            1,
+            pieces[i] * d,
+          ]),
+        ); // (1, r·d)
+      at += pieces[i];
+    }
+    const dFinal =
+      dParts.length === 0
+        ? null
+        : be.reshape(dParts.length === 1 ? dParts[0] : ops.concat(dParts), [batch, length, d]); // (b, l, d)
+    return { loss, dFinal };
   }
 
   /** One token per sequence: tokens (b) → logits (b, 1, vocab), advancing `state`. */

@@ -8,8 +8,21 @@
 import type { Backend } from '../backends/backend.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { Mamba2Config } from './config.ts';
-import type { Mixer, Parameters } from './mixer.ts';
+import { flatConv, type Grads, type Mixer, type Parameters } from './mixer.ts';
 import type { LayerState } from './state.ts';
+import { zeroLayerState } from './state.ts';
+
+interface Saved {
+  hidden: Tensor; // (b, l, d)
+  z: Tensor; // (b, l, dInner)
+  xBC: Tensor; // (b, l, convDim)
+  dt: Tensor; // (b, l, h)
+  x: Tensor; // (b, l, h·p)
+  B: Tensor; // (b, l, g·n)
+  C: Tensor; // (b, l, g·n)
+  y: Tensor; // (b, l, h·p)
+  gated: Tensor; // (b, l, dInner)
+}
 
 export class Mamba2Mixer implements Mixer {
   private readonly inProj: Tensor; // (dInner + convDim + h, d)
@@ -26,7 +39,7 @@ export class Mamba2Mixer implements Mixer {
   constructor(
     private readonly backend: Backend,
     private readonly config: Mamba2Config,
-    p: Parameters,
+    private readonly p: Parameters,
   ) {
     this.inProj = p.get('in_proj.weight');
     this.inProjBias = p.optional('in_proj.bias');
@@ -41,6 +54,15 @@ export class Mamba2Mixer implements Mixer {
   }
 
   forward(hidden: Tensor, state: LayerState): Tensor {
+    return this.run(hidden, state).out;
+  }
+
+  forwardSaving(hidden: Tensor): { out: Tensor; saved: Saved } {
+    const { out, ...saved } = this.run(hidden, zeroLayerState(this.backend, this.config, hidden.shape[0]));
+    return { out, saved: { hidden, ...saved } };
+  }
+
+  private run(hidden: Tensor, state: LayerState): Omit<Saved, 'hidden'> & { out: Tensor } {
     const be = this.backend;
     const c = this.config;
     const dInner = c.intermediateSize;
@@ -49,18 +71,7 @@ export class Mamba2Mixer implements Mixer {
     const [z, xBC, dt] = be.split(zxbcdt, [dInner, dInner + 2 * gn, c.numHeads]); // (b, l, ·)
     const xBCc = be.causalConv1d(xBC, this.convWeight, this.convBias, state.conv, true); // (b, l, convDim)
     const [x, B, C] = be.split(xBCc, [dInner, gn, gn]); // (b, l, h·p), (b, l, g·n), (b, l, g·n)
-    const y = be.ssd({
-      x,
-      dt,
-      dtBias: this.dtBias,
-      dtLimit: c.timeStepLimit,
-      A: this.A,
-      B,
-      C,
-      D: this.D,
-      state: state.ssm,
-      chunkSize: c.chunkSize,
-    }); // (b, l, h·p)
+    const y = be.ssd(this.ssdArgs(x, dt, B, C, state.ssm)); // (b, l, h·p)
     const gated = be.gatedRmsNorm(
       y,
       z,
@@ -69,6 +80,52 @@ export class Mamba2Mixer implements Mixer {
       dInner / c.nGroups,
       c.normBeforeGate,
     ); // (b, l, dInner)
-    return be.linear(gated, this.outProj, this.outProjBias); // (b, l, d)
+    const out = be.linear(gated, this.outProj, this.outProjBias); // (b, l, d)
+    return { out, z, xBC, dt, x, B, C, y, gated };
+  }
+
+  backward(dOut: Tensor, saved: unknown, grads: Grads): Tensor {
+    const be = this.backend;
+    const ops = be.training;
+    const c = this.config;
+    const s = saved as Saved;
+    const g = (key: string) => grads.get(this.p.name(key))!;
+    const gOpt = (key: string) => grads.get(this.p.name(key)) ?? null;
+    const state = zeroLayerState(be, c, s.hidden.shape[0]);
+    const dGated = ops.linearBackward(dOut, s.gated, this.outProj, {
+      weight: g('out_proj.weight'),
+      bias: gOpt('out_proj.bias'),
+    })!; // (b, l, dInner)
+    const norm = ops.gatedRmsNormBackward(
+      dGated,
+      s.y,
+      s.z,
+      this.normWeight,
+      c.layerNormEpsilon,
+      c.intermediateSize / c.nGroups,
+      c.normBeforeGate,
+      g('norm.weight'),
+    ); // dy (b, l, h·p), dz (b, l, dInner)
+    const ssd = ops.ssdBackward(this.ssdArgs(s.x, s.dt, s.B, s.C, state.ssm), norm.dy, {
+      dtBias: g('dt_bias'),
+      ALog: g('A_log'),
+      D: g('D'),
+    }); // dx (b, l, h·p), ddt (b, l, h), dB and dC (b, l, g·n)
+    const dXBCc = ops.concat([ssd.dx, ssd.dB, ssd.dC]); // (b, l, convDim)
+    const dXBC = ops.causalConv1dBackward(dXBCc, s.xBC, this.convWeight, this.convBias, true, {
+      weight: flatConv(be, g('conv1d.weight')),
+      bias: gOpt('conv1d.bias'),
+    }); // (b, l, convDim)
+    const dZxbcdt = ops.concat([norm.dz, dXBC, ssd.ddt]); // (b, l, dInner + convDim + h)
+    return ops.linearBackward(dZxbcdt, s.hidden, this.inProj, {
+      weight: g('in_proj.weight'),
+      bias: gOpt('in_proj.bias'),
+    })!; // (b, l, d)
+  }
+
+  private ssdArgs(x: Tensor, dt: Tensor, B: Tensor, C: Tensor, state: Tensor) {
+    const c = this.config;
+    const { dtBias, A, D } = this;
+    return { x, dt, dtBias, dtLimit: c.timeStepLimit, A, B, C, D, state, chunkSize: c.chunkSize };
   }
 }

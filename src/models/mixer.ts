@@ -1,17 +1,31 @@
 // What a layer's mixer needs: the Mixer interface (Mamba or Mamba-2) and Parameters, a view of
-// one layer's weights by their checkpoint names that uploads each tensor to the backend once.
+// one layer's weights by their checkpoint names that uploads each tensor to the backend once and
+// records it in the model's ParameterTable (what training updates, saves and takes gradients of).
 
 import type { Backend } from '../backends/backend.ts';
 import type { Shape, Tensor } from '../core/tensor.ts';
 import type { LayerState } from './state.ts';
 
+/** Gradients by full checkpoint name, shaped as the parameters; backward passes add into them. */
+export type Grads = ReadonlyMap<string, Tensor>;
+
 export interface Mixer {
   /** (b, l, d) → (b, l, d), reading and advancing the layer's recurrent state. */
   forward(hidden: Tensor, state: LayerState): Tensor;
+  /** forward from a zero state, keeping what `backward` needs. */
+  forwardSaving(hidden: Tensor): { out: Tensor; saved: unknown };
+  /** Gradient of the input (b, l, d) from that of the output; adds parameter gradients to `grads`. */
+  backward(dOut: Tensor, saved: unknown, grads: Grads): Tensor;
 }
 
 /** Host data of a parameter by its full checkpoint name, already checked against its shape. */
 export type ParameterSource = (name: string) => Float32Array | undefined;
+
+/** The model's parameters on the backend, and the tensors derived from them (A from A_log). */
+export class ParameterTable {
+  readonly tensors = new Map<string, Tensor>();
+  readonly derived: Array<{ source: Tensor; A: Tensor }> = [];
+}
 
 export class Parameters {
   constructor(
@@ -19,37 +33,56 @@ export class Parameters {
     private readonly prefix: string,
     private readonly source: ParameterSource,
     private readonly shapes: ReadonlyMap<string, Shape>,
+    private readonly table: ParameterTable,
   ) {}
 
-  private host(name: string): { data: Float32Array; shape: Shape } | null {
-    const key = this.prefix + name;
-    const shape = this.shapes.get(key);
-    const data = shape && this.source(key);
-    return shape && data ? { data, shape } : null;
+  /** The full checkpoint name of one of this view's parameters (the key of its gradient). */
+  name(key: string): string {
+    return this.prefix + key;
   }
 
-  get(name: string): Tensor {
-    const found = this.optional(name);
-    if (found === null) throw new Error(`parameter ${this.prefix}${name} is not in the model's table`);
-    return found;
+  get(key: string): Tensor {
+    return this.required(key).tensor;
   }
 
-  optional(name: string): Tensor | null {
-    const found = this.host(name);
-    return found && this.backend.upload(found.data, found.shape);
+  optional(key: string): Tensor | null {
+    return this.load(key)?.tensor ?? null;
   }
 
   /** conv1d.weight (c, 1, w) as the kernels take it: (c, w). */
   convWeight(): Tensor {
-    const weight = this.get('conv1d.weight');
-    return this.backend.reshape(weight, [weight.shape[0], weight.shape[2]]);
+    return flatConv(this.backend, this.get('conv1d.weight'));
   }
 
-  /** A = -exp(A_log), computed once at load. */
-  negExp(name: string): Tensor {
-    const found = this.host(name);
-    if (found === null) throw new Error(`parameter ${this.prefix}${name} is not in the model's table`);
-    const A = found.data.map((v) => -Math.exp(v));
-    return this.backend.upload(A, found.shape);
+  /** A = -exp(A_log), computed at load (on the host) and again whenever training changes A_log. */
+  negExp(key: string): Tensor {
+    const { tensor: ALog, data } = this.required(key);
+    const A = this.backend.upload(
+      data.map((v) => -Math.exp(v)),
+      ALog.shape,
+    );
+    this.table.derived.push({ source: ALog, A });
+    return A;
   }
+
+  private required(key: string): { tensor: Tensor; data: Float32Array } {
+    const found = this.load(key);
+    if (found === null) throw new Error(`parameter ${this.name(key)} is not in the model's table`);
+    return found;
+  }
+
+  private load(key: string): { tensor: Tensor; data: Float32Array } | null {
+    const name = this.name(key);
+    const shape = this.shapes.get(name);
+    const data = shape && this.source(name);
+    if (!shape || !data) return null;
+    const tensor = this.backend.upload(data, shape);
+    this.table.tensors.set(name, tensor);
+    return { tensor, data };
+  }
+}
+
+/** conv1d.weight or its gradient (c, 1, w) as (c, w). */
+export function flatConv(backend: Backend, weight: Tensor): Tensor {
+  return backend.reshape(weight, [weight.shape[0], weight.shape[2]]);
 }

@@ -29,12 +29,13 @@ export function stateShapes(c: ModelConfig, batch: number): { conv: Shape; ssm: 
 
 /** A zero state (before any token) for `batch` sequences. */
 export function createState(backend: Backend, c: ModelConfig, batch: number): ModelState {
+  return { batch, layers: Array.from({ length: c.numLayers }, () => zeroLayerState(backend, c, batch)) };
+}
+
+/** One layer's zero state for `batch` sequences. */
+export function zeroLayerState(backend: Backend, c: ModelConfig, batch: number): LayerState {
   const shapes = stateShapes(c, batch);
-  const layers = Array.from({ length: c.numLayers }, () => ({
-    conv: backend.zeros(shapes.conv),
-    ssm: backend.zeros(shapes.ssm),
-  }));
-  return { batch, layers };
+  return { conv: backend.zeros(shapes.conv), ssm: backend.zeros(shapes.ssm) };
 }
 
 /** A state copied to host memory: one (conv, ssm) pair of arrays per layer, batch-major. */
