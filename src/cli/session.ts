@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fail } from '../core/errors.ts';
 import type { GenerateOptions } from '../generate/generate.ts';
 import { decodeSnapshot, encodeSnapshot, type Snapshot } from '../generate/snapshot.ts';
+import { builtinModelDir } from '../io/builtinModel.ts';
 import { loadModel } from '../io/hf.ts';
 import { progressBar, resolveModel } from '../io/hub.ts';
 import { readJsonFile } from '../io/json.ts';
@@ -51,8 +52,9 @@ function eosIds(dir: string, model: CausalLM, tokenizer: Tokenizer | null): numb
 }
 
 export async function openSession(command: string, values: Values): Promise<Session> {
-  const spec = values.model;
-  if (typeof spec !== 'string' || spec === '') fail(`${command}: --model is required (a folder or ORG/NAME)`);
+  const spec = values.model ?? builtinModelDir();
+  if (typeof spec !== 'string' || spec === '')
+    fail(`${command}: --model is required (a folder or ORG/NAME): this installation has no built-in model`);
   const dir = await resolveModel(spec, {
     download: !values.offline,
     onProgress: progressBar(process.stderr),
