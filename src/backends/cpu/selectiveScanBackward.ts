@@ -1,16 +1,203 @@
-// SKELETON (being written): backward of the selective scan on the cpu backend.
+// CPU backward of Mamba's fused selective scan (forward: selectiveScan.ts), with the paper's
+// memory trick: the expanded state (b, l, d, n) is never stored but recomputed.
+//
+//   Δ_t = softplus(δ_t + deltaBias),  a_t = exp(Δ_t A),  h_t = a_t ⊙ h_{t-1} + Δ_t B_t u_t
+//   r_t = C_t · h_t + D u_t,          y_t = r_t · SiLU(z_t)
+//
+// Backward, per (batch, channel) lane of n states, from the last position to the first:
+//   dr_t = dy_t SiLU(z_t),   dz_t = dy_t r_t SiLU'(z_t),   dD += dr_t u_t,   dC_t += dr_t h_t
+//   ∂h_t = dr_t C_t + a_{t+1} ∂h_{t+1}                      (the running state gradient)
+//   dΔ_t = Σ_n ∂h_t (h_{t-1} a_t A + B_t u_t),  dA += ∂h_t h_{t-1} a_t Δ_t
+//   dB_t += ∂h_t Δ_t u_t,  du_t = dr_t D + Δ_t Σ_n ∂h_t B_t,  dδ_t = dΔ_t σ(δ_t + deltaBias)
+// then deltaBias += Σ_t dδ, ALog += dA · A (A = −exp(A_log)); dB, dC are summed over channels.
+//
+// Memory. A lane first runs forward keeping only its state at every K-th position (K = ⌈√l⌉:
+// l/K checkpoints of n values), then walks the chunks backwards, recomputing the K states of one
+// chunk from its checkpoint. Scratch: O(√l · n) per lane plus float64 sums of dB, dC over
+// channels, O(l · n) for one batch row: never O(l · d · n). The forward recurrence runs twice;
+// a_t is kept from the recomputation so the reverse walk needs no exp.
+// Left out: deltaProj (the caller passes the full-width Δ input (b, l, d)), the state gradient
+// (training starts from a given state), worker threads.
 
 import { fail } from '../../core/errors.ts';
 import type { Tensor } from '../../core/tensor.ts';
+import { softplus } from '../../nn/activations.ts';
 import type { SelectiveScanArgs } from '../backend.ts';
 import type { ScanGrads } from '../training.ts';
 import type { CpuBackend } from './cpuBackend.ts';
+import { siluGrad } from './normBackward.ts';
+import { checkpointInterval, expectShape, f32Data, softplusGrad } from './scanBackwardShared.ts';
+
+interface ScanBackwardArrays {
+  u: Float32Array; // (b, l, d)
+  delta: Float32Array; // (b, l, d) before bias and softplus
+  deltaBias: Float32Array; // (d)
+  A: Float32Array; // (d, n)
+  B: Float32Array; // (b, l, n)
+  C: Float32Array; // (b, l, n)
+  D: Float32Array; // (d)
+  z: Float32Array; // (b, l, d)
+  state: Float32Array; // (b, d, n) initial state, read only
+  dy: Float32Array; // (b, l, d)
+  du: Float32Array; // (b, l, d) out
+  dDelta: Float32Array; // (b, l, d) out
+  dB: Float32Array; // (b, l, n) out
+  dC: Float32Array; // (b, l, n) out
+  dz: Float32Array; // (b, l, d) out
+  gDeltaBias: Float32Array; // (d) += into
+  gALog: Float32Array; // (d, n) += into
+  gD: Float32Array; // (d) += into
+}
 
 export function selectiveScanBackward(
-  _be: CpuBackend,
-  _args: SelectiveScanArgs,
-  _dy: Tensor,
-  _grads: ScanGrads,
+  be: CpuBackend,
+  args: SelectiveScanArgs,
+  dy: Tensor,
+  grads: ScanGrads,
 ): { du: Tensor; dDelta: Tensor; dB: Tensor; dC: Tensor; dz: Tensor } {
-  return fail('not yet written');
+  const where = 'selectiveScanBackward';
+  if (args.deltaProj) fail(`${where}: pass the full-width delta (b, l, d), not deltaProj`);
+  const [b, l, d] = args.u.shape;
+  const n = args.A.shape[1];
+  expectShape(where, 'delta', args.delta, [b, l, d]);
+  expectShape(where, 'deltaBias', args.deltaBias, [d]);
+  expectShape(where, 'A', args.A, [d, n]);
+  expectShape(where, 'B', args.B, [b, l, n]);
+  expectShape(where, 'C', args.C, [b, l, n]);
+  expectShape(where, 'D', args.D, [d]);
+  expectShape(where, 'z', args.z, [b, l, d]);
+  expectShape(where, 'state', args.state, [b, d, n]);
+  expectShape(where, 'dy', dy, [b, l, d]);
+  expectShape(where, 'grads.deltaBias', grads.deltaBias, [d]);
+  expectShape(where, 'grads.ALog', grads.ALog, [d, n]);
+  expectShape(where, 'grads.D', grads.D, [d]);
+  const out = {
+    du: be.zeros([b, l, d]),
+    dDelta: be.zeros([b, l, d]),
+    dB: be.zeros([b, l, n]),
+    dC: be.zeros([b, l, n]),
+    dz: be.zeros([b, l, d]),
+  };
+  scanBackward(
+    {
+      u: f32Data(args.u),
+      delta: f32Data(args.delta),
+      deltaBias: f32Data(args.deltaBias),
+      A: f32Data(args.A),
+      B: f32Data(args.B),
+      C: f32Data(args.C),
+      D: f32Data(args.D),
+      z: f32Data(args.z),
+      state: f32Data(args.state),
+      dy: f32Data(dy),
+      du: f32Data(out.du),
+      dDelta: f32Data(out.dDelta),
+      dB: f32Data(out.dB),
+      dC: f32Data(out.dC),
+      dz: f32Data(out.dz),
+      gDeltaBias: f32Data(grads.deltaBias),
+      gALog: f32Data(grads.ALog),
+      gD: f32Data(grads.D),
+    },
+    b,
+    l,
+    d,
+    n,
+  );
+  return out;
+}
+
+function scanBackward(a: ScanBackwardArrays, b: number, l: number, d: number, n: number): void {
+  const { u, delta, deltaBias, A, B, C, D, z, state, dy } = a;
+  const k = checkpointInterval(l);
+  const chunks = Math.ceil(l / k);
+  const checkpoints = new Float64Array(chunks * n); // (chunks, n) state entering each chunk
+  const hs = new Float64Array((k + 1) * n); // (k + 1, n) h_{t0−1} … h_{t0+k−1} of one chunk
+  const decays = new Float64Array(k * n); // (k, n) a_t of one chunk
+  const dts = new Float64Array(k); // (k) Δ_t of one chunk
+  const dh = new Float64Array(n); // (n) a_{t+1} ∂h_{t+1}, carried backwards
+  const dA = new Float64Array(n); // (n) dL/dA of one lane
+  const sumB = new Float64Array(l * n); // (l, n) dB of one batch row, summed over channels
+  const sumC = new Float64Array(l * n); // (l, n) dC of one batch row
+  for (let bi = 0; bi < b; bi++) {
+    sumB.fill(0);
+    sumC.fill(0);
+    for (let di = 0; di < d; di++) {
+      const Ad = di * n; // start of A[di, :] and ALog[di, :]
+      const bias = deltaBias[di];
+      const Dd = D[di];
+      // Forward, keeping the state entering every chunk.
+      for (let ni = 0; ni < n; ni++) checkpoints[ni] = state[(bi * d + di) * n + ni];
+      for (let c = 1; c < chunks; c++) {
+        const cp = c * n;
+        for (let ni = 0; ni < n; ni++) checkpoints[cp + ni] = checkpoints[cp - n + ni];
+        for (let t = (c - 1) * k; t < c * k; t++) {
+          const row = (bi * l + t) * d + di; // (bi, t, di) in (b, l, d)
+          const bc = (bi * l + t) * n; // (bi, t, 0) in (b, l, n)
+          const dt = softplus(delta[row] + bias);
+          const dtu = dt * u[row];
+          for (let ni = 0; ni < n; ni++)
+            checkpoints[cp + ni] = Math.exp(dt * A[Ad + ni]) * checkpoints[cp + ni] + dtu * B[bc + ni];
+        }
+      }
+      // Backward, one chunk at a time from the last, recomputing its states.
+      dh.fill(0);
+      dA.fill(0);
+      let dDSum = 0;
+      let dBiasSum = 0;
+      for (let c = chunks - 1; c >= 0; c--) {
+        const t0 = c * k;
+        const len = Math.min(k, l - t0);
+        for (let ni = 0; ni < n; ni++) hs[ni] = checkpoints[c * n + ni];
+        for (let i = 0; i < len; i++) {
+          const row = (bi * l + t0 + i) * d + di;
+          const bc = (bi * l + t0 + i) * n;
+          const dt = softplus(delta[row] + bias);
+          const dtu = dt * u[row];
+          dts[i] = dt;
+          for (let ni = 0, hi = i * n; ni < n; ni++, hi++) {
+            const decay = Math.exp(dt * A[Ad + ni]);
+            decays[hi] = decay;
+            hs[hi + n] = decay * hs[hi] + dtu * B[bc + ni];
+          }
+        }
+        for (let i = len - 1; i >= 0; i--) {
+          const row = (bi * l + t0 + i) * d + di;
+          const bc = (t0 + i) * n; // (t, 0) in (l, n) of this batch row
+          const bcIn = bi * l * n + bc; // (bi, t, 0) in (b, l, n)
+          const x = u[row];
+          const zv = z[row];
+          const dt = dts[i];
+          let r = Dd * x;
+          for (let ni = 0, hi = (i + 1) * n; ni < n; ni++, hi++) r += C[bcIn + ni] * hs[hi];
+          const g = dy[row];
+          a.dz[row] = g * r * siluGrad(zv);
+          const dr = g * (zv / (1 + Math.exp(-zv))); // dy · SiLU(z)
+          dDSum += dr * x;
+          let dhB = 0; // Σ_n ∂h_t B_t
+          let dDt = 0; // dΔ_t through the decay
+          for (let ni = 0, hi = i * n; ni < n; ni++, hi++) {
+            const bv = B[bcIn + ni];
+            sumC[bc + ni] += dr * hs[hi + n];
+            const dhv = dh[ni] + dr * C[bcIn + ni]; // ∂h_t
+            const dLogDecay = dhv * hs[hi] * decays[hi]; // dL/d(Δ_t A)
+            dDt += dLogDecay * A[Ad + ni];
+            dA[ni] += dLogDecay * dt;
+            dhB += dhv * bv;
+            sumB[bc + ni] += dhv * dt * x;
+            dh[ni] = dhv * decays[hi];
+          }
+          a.du[row] = dr * Dd + dt * dhB;
+          const dRaw = (dDt + dhB * x) * softplusGrad(delta[row] + bias);
+          a.dDelta[row] = dRaw;
+          dBiasSum += dRaw;
+        }
+      }
+      a.gD[di] += dDSum;
+      a.gDeltaBias[di] += dBiasSum;
+      for (let ni = 0; ni < n; ni++) a.gALog[Ad + ni] += dA[ni] * A[Ad + ni];
+    }
+    a.dB.set(sumB, bi * l * n);
+    a.dC.set(sumC, bi * l * n);
+  }
 }

@@ -1,16 +1,206 @@
-// SKELETON (being written): backward of chunked SSD on the cpu backend.
+// CPU backward of Mamba-2's SSD (forward: ssd.ts), as a recurrence over positions with the state
+// recomputed from checkpoints instead of stored.
+//
+//   Δ_t = clamp(softplus(dt_t + dtBias), dtLimit),  a_t = exp(Δ_t A)          per (position, head)
+//   h_t = a_t h_{t-1} + Δ_t x_t B_tᵀ,  y_t = h_t C_t + D x_t                   (h_t: (p, n) per head)
+//
+// Backward, per (batch, head) from the last position to the first:
+//   ∂h_t = dy_t C_tᵀ + a_{t+1} ∂h_{t+1}                       (the running state gradient, (p, n))
+//   dC_t += h_tᵀ dy_t,  dB_t += Δ_t ∂h_tᵀ x_t,  dx_t = D dy_t + Δ_t ∂h_t B_t,  dD += dy_t · x_t
+//   dΔ_t = a_t A Σ ∂h_t ⊙ h_{t-1} + x_tᵀ ∂h_t B_t,  dA += a_t Δ_t Σ ∂h_t ⊙ h_{t-1}
+//   ddt_t = dΔ_t σ(dt_t + dtBias), zero where the clamp is active
+// then dtBias += Σ ddt, ALog += dA · A (A = −exp(A_log)); dB, dC are summed over a group's heads.
+//
+// Memory. Per (batch, head) a forward pass keeps the state entering every K-th position
+// (K = ⌈√l⌉: l/K checkpoints of p·n values); the reverse walk then recomputes one chunk of K
+// states at a time from its checkpoint. Scratch: O(√l · p · n) plus float64 sums of dB, dC,
+// O(l · g · n) for one batch row: never O(l · h · p · n). The forward recurrence runs twice.
+// Deviation: the forward is the chunked (matmul-shaped) SSD; this backward is the equivalent
+// plain recurrence, which does fewer operations on one CPU core. Left out: the state gradient.
 
 import { fail } from '../../core/errors.ts';
 import type { Tensor } from '../../core/tensor.ts';
+import { softplus } from '../../nn/activations.ts';
 import type { SsdArgs } from '../backend.ts';
 import type { SsdGrads } from '../training.ts';
 import type { CpuBackend } from './cpuBackend.ts';
+import { checkpointInterval, expectShape, f32Data, softplusGrad } from './scanBackwardShared.ts';
+import type { SsdDims } from './ssd.ts';
+
+interface SsdBackwardArrays {
+  x: Float32Array; // (b, l, h, p)
+  dt: Float32Array; // (b, l, h) before bias, softplus and clamp
+  dtBias: Float32Array; // (h)
+  A: Float32Array; // (h)
+  B: Float32Array; // (b, l, g, n)
+  C: Float32Array; // (b, l, g, n)
+  D: Float32Array; // (h)
+  state: Float32Array; // (b, h, p, n) initial state, read only
+  dy: Float32Array; // (b, l, h, p)
+  dx: Float32Array; // (b, l, h, p) out
+  ddt: Float32Array; // (b, l, h) out
+  dB: Float32Array; // (b, l, g, n) out
+  dC: Float32Array; // (b, l, g, n) out
+  gDtBias: Float32Array; // (h) += into
+  gALog: Float32Array; // (h) += into
+  gD: Float32Array; // (h) += into
+}
 
 export function ssdBackward(
-  _be: CpuBackend,
-  _args: SsdArgs,
-  _dy: Tensor,
-  _grads: SsdGrads,
+  be: CpuBackend,
+  args: SsdArgs,
+  dy: Tensor,
+  grads: SsdGrads,
 ): { dx: Tensor; ddt: Tensor; dB: Tensor; dC: Tensor } {
-  return fail('not yet written');
+  const where = 'ssdBackward';
+  const [b, l, hp] = args.x.shape;
+  const [, h, p, n] = args.state.shape;
+  const gn = args.B.shape[2];
+  const g = gn / n;
+  if (h * p !== hp) fail(`${where}: x has ${hp} channels, the state ${h} heads of ${p}`);
+  if (!Number.isInteger(g) || h % g !== 0)
+    fail(`${where}: B width ${gn} is not g·n with g dividing ${h} heads`);
+  expectShape(where, 'dt', args.dt, [b, l, h]);
+  expectShape(where, 'dtBias', args.dtBias, [h]);
+  expectShape(where, 'A', args.A, [h]);
+  expectShape(where, 'B', args.B, [b, l, gn]);
+  expectShape(where, 'C', args.C, [b, l, gn]);
+  expectShape(where, 'D', args.D, [h]);
+  expectShape(where, 'state', args.state, [b, h, p, n]);
+  expectShape(where, 'dy', dy, [b, l, hp]);
+  expectShape(where, 'grads.dtBias', grads.dtBias, [h]);
+  expectShape(where, 'grads.ALog', grads.ALog, [h]);
+  expectShape(where, 'grads.D', grads.D, [h]);
+  const out = {
+    dx: be.zeros([b, l, hp]),
+    ddt: be.zeros([b, l, h]),
+    dB: be.zeros([b, l, gn]),
+    dC: be.zeros([b, l, gn]),
+  };
+  ssdRecurrentBackward(
+    {
+      x: f32Data(args.x),
+      dt: f32Data(args.dt),
+      dtBias: f32Data(args.dtBias),
+      A: f32Data(args.A),
+      B: f32Data(args.B),
+      C: f32Data(args.C),
+      D: f32Data(args.D),
+      state: f32Data(args.state),
+      dy: f32Data(dy),
+      dx: f32Data(out.dx),
+      ddt: f32Data(out.ddt),
+      dB: f32Data(out.dB),
+      dC: f32Data(out.dC),
+      gDtBias: f32Data(grads.dtBias),
+      gALog: f32Data(grads.ALog),
+      gD: f32Data(grads.D),
+    },
+    { b, l, h, p, g, n, q: args.chunkSize, dtMin: args.dtLimit[0], dtMax: args.dtLimit[1] },
+  );
+  return out;
+}
+
+function ssdRecurrentBackward(a: SsdBackwardArrays, dims: SsdDims): void {
+  const { x, dt, dtBias, A, B, C, D, state, dy } = a;
+  const { b, l, h, p, g, n, dtMin, dtMax } = dims;
+  const pn = p * n;
+  const headsPerGroup = h / g;
+  const k = checkpointInterval(l);
+  const chunks = Math.ceil(l / k);
+  const checkpoints = new Float64Array(chunks * pn); // (chunks, p, n) state entering each chunk
+  const hs = new Float64Array((k + 1) * pn); // (k + 1, p, n) h_{t0−1} … h_{t0+k−1} of one chunk
+  const dts = new Float64Array(k); // (k) Δ_t of one chunk
+  const dsp = new Float64Array(k); // (k) dΔ/d(dt) of one chunk: σ, or 0 where clamped
+  const dh = new Float64Array(pn); // (p, n) a_{t+1} ∂h_{t+1}, carried backwards
+  const sumB = new Float64Array(l * g * n); // (l, g, n) dB of one batch row, summed over heads
+  const sumC = new Float64Array(l * g * n); // (l, g, n) dC of one batch row
+  for (let bi = 0; bi < b; bi++) {
+    sumB.fill(0);
+    sumC.fill(0);
+    for (let hh = 0; hh < h; hh++) {
+      const gi = Math.floor(hh / headsPerGroup);
+      const Ah = A[hh];
+      const Dh = D[hh];
+      const bias = dtBias[hh];
+      /** Δ of position t (of this batch row and head) into dts[i], its derivative into dsp[i]. */
+      const delta = (t: number, i: number): number => {
+        const raw = dt[(bi * l + t) * h + hh] + bias;
+        const sp = softplus(raw);
+        const clamped = Math.min(Math.max(sp, dtMin), dtMax);
+        dts[i] = clamped;
+        dsp[i] = clamped === sp ? softplusGrad(raw) : 0;
+        return clamped;
+      };
+      /** h ← a_t h + Δ_t x_t B_tᵀ from hs[src] to hs[dst] (offsets of (p, n) blocks). */
+      const step = (t: number, i: number, src: Float64Array, so: number, dst: Float64Array, dO: number) => {
+        const dtv = delta(t, i);
+        const decay = Math.exp(dtv * Ah);
+        const xt = ((bi * l + t) * h + hh) * p;
+        const bc = ((bi * l + t) * g + gi) * n;
+        for (let pi = 0; pi < p; pi++) {
+          const dtx = dtv * x[xt + pi];
+          for (let ni = 0, o = pi * n; ni < n; ni++, o++)
+            dst[dO + o] = decay * src[so + o] + dtx * B[bc + ni];
+        }
+      };
+      // Forward, keeping the state entering every chunk.
+      const s0 = (bi * h + hh) * pn;
+      for (let i = 0; i < pn; i++) checkpoints[i] = state[s0 + i];
+      for (let c = 1; c < chunks; c++) {
+        const cp = c * pn;
+        checkpoints.copyWithin(cp, cp - pn, cp);
+        for (let t = (c - 1) * k; t < c * k; t++) step(t, 0, checkpoints, cp, checkpoints, cp);
+      }
+      // Backward, one chunk at a time from the last, recomputing its states.
+      dh.fill(0);
+      let dASum = 0;
+      let dDSum = 0;
+      let dBiasSum = 0;
+      for (let c = chunks - 1; c >= 0; c--) {
+        const t0 = c * k;
+        const len = Math.min(k, l - t0);
+        hs.set(checkpoints.subarray(c * pn, (c + 1) * pn));
+        for (let i = 0; i < len; i++) step(t0 + i, i, hs, i * pn, hs, (i + 1) * pn);
+        for (let i = len - 1; i >= 0; i--) {
+          const t = t0 + i;
+          const dtv = dts[i];
+          const decay = Math.exp(dtv * Ah);
+          const xt = ((bi * l + t) * h + hh) * p;
+          const bcRow = (t * g + gi) * n; // (t, gi, 0) in (l, g, n) of this batch row
+          const bc = bi * l * g * n + bcRow; // (bi, t, gi, 0) in (b, l, g, n)
+          const prev = i * pn;
+          const cur = prev + pn;
+          let dhPrev = 0; // Σ ∂h_t ⊙ h_{t-1}
+          let dtTerm = 0; // x_tᵀ ∂h_t B_t
+          for (let pi = 0; pi < p; pi++) {
+            const gy = dy[xt + pi];
+            const xv = x[xt + pi];
+            const dtx = dtv * xv;
+            dDSum += gy * xv;
+            let dhB = 0; // Σ_n ∂h_t[pi, n] B_t[n]
+            for (let ni = 0, o = pi * n; ni < n; ni++, o++) {
+              sumC[bcRow + ni] += gy * hs[cur + o];
+              const dhv = dh[o] + gy * C[bc + ni]; // ∂h_t
+              dhPrev += dhv * hs[prev + o];
+              dhB += dhv * B[bc + ni];
+              sumB[bcRow + ni] += dhv * dtx;
+              dh[o] = dhv * decay;
+            }
+            a.dx[xt + pi] = Dh * gy + dtv * dhB;
+            dtTerm += xv * dhB;
+          }
+          dASum += dhPrev * decay * dtv;
+          const dRaw = (dhPrev * decay * Ah + dtTerm) * dsp[i];
+          a.ddt[(bi * l + t) * h + hh] = dRaw;
+          dBiasSum += dRaw;
+        }
+      }
+      a.gALog[hh] += dASum * Ah;
+      a.gD[hh] += dDSum;
+      a.gDtBias[hh] += dBiasSum;
+    }
+    a.dB.set(sumB, bi * l * g * n);
+    a.dC.set(sumC, bi * l * g * n);
+  }
 }
