@@ -132,8 +132,8 @@ function ssdRecurrentBackward(a: SsdBackwardArrays, dims: SsdDims): void {
         dsp[i] = clamped === sp ? softplusGrad(raw) : 0;
         return clamped;
       };
-      /** h ← a_t h + Δ_t x_t B_tᵀ from hs[src] to hs[dst] (offsets of (p, n) blocks). */
-      const step = (t: number, i: number, src: Float64Array, so: number, dst: Float64Array, dO: number) => {
+      /** Position t's step h ← a_t h + Δ_t x_t B_tᵀ from the (p, n) block of buf at `from` to `to`. */
+      const step = (t: number, i: number, buf: Float64Array, from: number, to: number) => {
         const dtv = delta(t, i);
         const decay = Math.exp(dtv * Ah);
         const xt = ((bi * l + t) * h + hh) * p;
@@ -141,7 +141,7 @@ function ssdRecurrentBackward(a: SsdBackwardArrays, dims: SsdDims): void {
         for (let pi = 0; pi < p; pi++) {
           const dtx = dtv * x[xt + pi];
           for (let ni = 0, o = pi * n; ni < n; ni++, o++)
-            dst[dO + o] = decay * src[so + o] + dtx * B[bc + ni];
+            buf[to + o] = decay * buf[from + o] + dtx * B[bc + ni];
         }
       };
       // Forward, keeping the state entering every chunk.
@@ -150,7 +150,7 @@ function ssdRecurrentBackward(a: SsdBackwardArrays, dims: SsdDims): void {
       for (let c = 1; c < chunks; c++) {
         const cp = c * pn;
         checkpoints.copyWithin(cp, cp - pn, cp);
-        for (let t = (c - 1) * k; t < c * k; t++) step(t, 0, checkpoints, cp, checkpoints, cp);
+        for (let t = (c - 1) * k; t < c * k; t++) step(t, 0, checkpoints, cp, cp);
       }
       // Backward, one chunk at a time from the last, recomputing its states.
       dh.fill(0);
@@ -161,7 +161,7 @@ function ssdRecurrentBackward(a: SsdBackwardArrays, dims: SsdDims): void {
         const t0 = c * k;
         const len = Math.min(k, l - t0);
         hs.set(checkpoints.subarray(c * pn, (c + 1) * pn));
-        for (let i = 0; i < len; i++) step(t0 + i, i, hs, i * pn, hs, (i + 1) * pn);
+        for (let i = 0; i < len; i++) step(t0 + i, i, hs, i * pn, (i + 1) * pn);
         for (let i = len - 1; i >= 0; i--) {
           const t = t0 + i;
           const dtv = dts[i];
