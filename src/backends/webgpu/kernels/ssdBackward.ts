@@ -1,16 +1,81 @@
-// SKELETON (being written): backward of chunked SSD on the webgpu backend.
+// Backward of Mamba-2's SSD on the webgpu backend. FIRST VERSION: the recurrent backward with
+// chunk-boundary state recomputation (scanBackwardPasses.ts, lane = (head, head channel), N = n
+// states per thread), not yet the chunked matmul form of the forward (ssdChunked.ts): correct for
+// every shape, but a thread holds n states and a private (LC, n) array of recomputed states, which
+// is slow for the n = 128 of real checkpoints. Deterministic sums (scanBackwardReduce.ts) finish
+// dB, dC over the heads of a group and their channel blocks, dΔ over a head's channels, dA and dD
+// over batches, chunks and channels, and ddt over positions for the bias.
+//   Δ = clamp(softplus(dt + dtBias), dtLimit) (no gradient where clamped),
+//   h_t = exp(Δ A) h_{t−1} + Δ x_t B_tᵀ, y_t = h_t C_t + D x_t, head i in group i / (h/g)
+// Returns dx (b, l, h·p), ddt (b, l, h) (before the bias), dB and dC (b, l, g·n); adds into
+// grads.dtBias, grads.D and grads.ALog (h) (dA · A). args.state is the initial state, read only.
+// Reference: src/backends/cpu/ssdBackward.ts.
 
-import { fail } from '../../../core/errors.ts';
 import type { Tensor } from '../../../core/tensor.ts';
 import type { SsdArgs } from '../../backend.ts';
 import type { SsdGrads } from '../../training.ts';
+import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
+import { recurrenceBackward } from './scanBackwardPasses.ts';
+import { reduce } from './scanBackwardReduce.ts';
 
 export function ssdBackward(
-  _be: WebGpuBackend,
-  _args: SsdArgs,
-  _dy: Tensor,
-  _grads: SsdGrads,
+  be: WebGpuBackend,
+  args: SsdArgs,
+  dy: Tensor,
+  grads: SsdGrads,
 ): { dx: Tensor; ddt: Tensor; dB: Tensor; dC: Tensor } {
-  return fail('not yet written');
+  const [b, l] = args.x.shape;
+  const [, h, p, n] = args.state.shape;
+  const g = args.B.shape[2] / n;
+  const dense = (t: Tensor) => be.dense(t as GpuTensor);
+  return be.tidy(() => {
+    const r = recurrenceBackward(be, {
+      u: dense(args.x), // (b, l, h·p)
+      dt: dense(args.dt), // (b, l, h)
+      bias: dense(args.dtBias), // (h)
+      A: dense(args.A), // (h)
+      B: dense(args.B), // (b, l, g·n)
+      C: dense(args.C), // (b, l, g·n)
+      D: dense(args.D), // (h)
+      z: null,
+      dy: dense(dy), // (b, l, h·p)
+      state: dense(args.state), // (b, h, p, n)
+      dims: { b, l, H: h, P: p, G: g, n },
+      dtLimit: args.dtLimit,
+    });
+    const dB = be.alloc([b, l, g * n]);
+    const dC = be.alloc([b, l, g * n]);
+    // part (b·l, g, h/g, PB, R): dB at 0, dC at n, dΔ at 2n.
+    const rv = r.values;
+    const groups = {
+      rows: b * l * g,
+      M: (h / g) * r.blocks,
+      C: n,
+      mStride: rv,
+      rowStride: (h / g) * r.blocks * rv,
+    };
+    reduce(be, r.part, dB, groups);
+    reduce(be, r.part, dC, { ...groups, offset: n });
+    const ddt = be.alloc([b, l, h]);
+    reduce(be, r.part, ddt, {
+      rows: b * l * h,
+      M: r.blocks,
+      C: 1,
+      mStride: rv,
+      rowStride: r.blocks * rv,
+      offset: 2 * n,
+    });
+    reduce(be, ddt, grads.dtBias as GpuTensor, { rows: 1, M: b * l, C: h, accumulate: true });
+    // dAD (b·K, h, p, 2): dA at 0, dD at 1; summed over p per (b·K, head), then over b·K.
+    const perHead = { rows: b * r.chunks * h, M: p, C: 1, mStride: 2, rowStride: 2 * p };
+    const totals = { rows: 1, M: b * r.chunks, C: h, accumulate: true };
+    const dA = be.alloc([b * r.chunks, h]);
+    reduce(be, r.dAD, dA, perHead);
+    reduce(be, dA, grads.ALog as GpuTensor, { ...totals, scale: dense(args.A) });
+    const dD = be.alloc([b * r.chunks, h]);
+    reduce(be, r.dAD, dD, { ...perHead, offset: 1 });
+    reduce(be, dD, grads.D as GpuTensor, totals);
+    return { dx: r.du, ddt, dB, dC };
+  });
 }

@@ -1,0 +1,96 @@
+// The three recurrent passes shared by the selective scan backward (Mamba) and the SSD backward
+// (Mamba-2), in the manner of mamba_ssm's selective_scan_bwd: the expanded state (b, l, lanes, N)
+// is never written; only the states entering each chunk of LC positions and the state gradients
+// leaving them are (b, K, lanes, N), and each chunk's states are recomputed on chip.
+//   1. local (scanBackwardChunks.ts): per (b, chunk, lane) from zero, the chunk's end state, ΣΔ
+//      and the gradient its outputs send to the state entering it;
+//   2. carry (same file): the true boundary states and boundary gradients, chunk after chunk;
+//   3. grads (scanBackwardGrads.ts): per chunk, recompute forward, walk backward, write du (and
+//      Mamba's dδ, dz) and the partial sums that the callers finish with scanBackwardReduce.ts.
+// See scanBackwardHeader.ts for the lanes (Mamba: channels; SSD: head × head channel).
+
+import type { GpuTensor } from '../gpuTensor.ts';
+import type { WebGpuBackend } from '../webgpuBackend.ts';
+import { grid1d } from './grid.ts';
+import { carryWgsl, localWgsl } from './scanBackwardChunks.ts';
+import { gradsWgsl, reducedValues } from './scanBackwardGrads.ts';
+
+/**
+ * histValues: the private array of recomputed states per thread (LC·N values: it sets the chunk
+ * length LC = histValues / N); maxChunk: the longest chunk. Tests may change them.
+ */
+export const scanBackwardTuning = { histValues: 256, maxChunk: 32 };
+
+export interface Recurrence {
+  u: GpuTensor; // (b, l, lanes)
+  dt: GpuTensor; // (b, l, d) Mamba, (b, l, h) SSD: Δ before bias and softplus
+  bias: GpuTensor; // (d) or (h)
+  A: GpuTensor; // (d, n) or (h)
+  B: GpuTensor; // (b, l, g, n)
+  C: GpuTensor; // (b, l, g, n)
+  D: GpuTensor; // (d) or (h)
+  z: GpuTensor | null; // (b, l, d) Mamba's gate; null for SSD
+  dy: GpuTensor; // (b, l, lanes)
+  state: GpuTensor; // (b, lanes, n) initial state, read only
+  dims: { b: number; l: number; H: number; P: number; G: number; n: number };
+  dtLimit: readonly [number, number]; // SSD's clamp of Δ (Mamba: [0, ∞])
+}
+
+export interface RecurrenceGrads {
+  du: GpuTensor; // (b, l, lanes)
+  dDelta: GpuTensor | null; // (b, l, d) Mamba's dδ (before bias); null for SSD
+  dz: GpuTensor | null; // (b, l, d) Mamba; null for SSD
+  part: GpuTensor; // (b, l, H, PB, R) per lane block: dB (N), dC (N), SSD's dδ (1)
+  dAD: GpuTensor; // (b·K, lanes, N + 1) Mamba, (b·K, lanes, 2) SSD: dA, then dD
+  chunks: number; // K
+  blocks: number; // PB
+  values: number; // R
+}
+
+export function recurrenceBackward(be: WebGpuBackend, r: Recurrence): RecurrenceGrads {
+  const { b, l, H, P, G, n } = r.dims;
+  const ssd = r.z === null;
+  const lanes = H * P;
+  const { histValues, maxChunk } = scanBackwardTuning;
+  const lc = Math.max(1, Math.min(maxChunk, Math.floor(histValues / n)));
+  const chunks = Math.ceil(l / lc);
+  const values = reducedValues(n, ssd);
+  let w = 64;
+  while (w > 1 && w * values * 4 > be.limits.maxComputeWorkgroupStorageSize) w /= 2;
+  const blocks = Math.ceil(P / w);
+  const limits = [{ f32: r.dtLimit[0] }, { f32: Math.min(r.dtLimit[1], 3.4e38) }];
+  const base = [l, H, P, G, chunks, blocks, ...limits];
+  const inputs = [r.u, r.dt, r.bias, r.A, r.B, r.C, r.D, r.z ?? r.dy, r.dy];
+  const S = be.alloc([b, chunks, lanes, n]);
+  const Gr = be.alloc([b, chunks, lanes, n]);
+  const sumDt = be.alloc([b, chunks, lanes]);
+  be.dispatch(
+    { name: 'scanBackwardLocal', wgsl: localWgsl(n, ssd, lc) },
+    [...inputs, S, Gr, sumDt],
+    [...base, 0, 0],
+    [Math.ceil(lanes / 64), chunks, b],
+  );
+  const total = b * lanes * n;
+  const g1 = grid1d(be, total, 256);
+  be.dispatch(
+    { name: 'scanBackwardCarry', wgsl: carryWgsl(n, ssd) },
+    [...inputs, S, Gr, sumDt, r.state],
+    [...base, total, g1.stride],
+    g1.workgroups,
+  );
+  const du = be.alloc([b, l, lanes]);
+  const dDelta = ssd ? null : be.alloc([b, l, lanes]);
+  const dz = ssd ? null : be.alloc([b, l, lanes]);
+  const part = be.alloc([b, l, H, blocks, values]);
+  const dAD = be.alloc([b * chunks, lanes, ssd ? 2 : n + 1]);
+  // SSD writes no dδ or dz: two distinct unwritten buffers (writable bindings may not alias).
+  const unused = ssd ? [be.alloc([1]), be.alloc([1])] : [];
+  be.dispatch(
+    { name: 'scanBackwardGrads', wgsl: gradsWgsl(n, ssd, lc, w) },
+    [...inputs, S, Gr, du, dDelta ?? unused[0], dz ?? unused[1], part, dAD],
+    [...base, 0, 0],
+    [blocks, H, b * chunks],
+  );
+  for (const t of [S, Gr, sumDt, ...unused]) be.release(t);
+  return { du, dDelta, dz, part, dAD, chunks, blocks, values };
+}
