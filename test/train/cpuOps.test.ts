@@ -2,8 +2,9 @@
 // shapes: every gradient against float64 finite differences of Σ dy · forward (test/helpers/
 // finiteDiff.ts), parameter gradients added onto random existing values (tied weights, accumulation),
 // inputs taken from split; linearBackward also against float64 products at sizes that reach the
-// packed kernel and the worker pool; AdamW against a float64 transcription of torch.optim.AdamW over
-// 3 steps; the plain ops (zero, accumulate, concat, sumOfSquares, negExp) against direct loops.
+// packed kernel, the worker pool and more than one block of tokens and outputs; AdamW against a
+// float64 transcription of torch.optim.AdamW over 3 steps; the plain ops (zero, accumulate, concat,
+// sumOfSquares, negExp) against direct loops.
 
 import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
@@ -100,6 +101,8 @@ test('linearBackward: packed and threaded sizes against float64 products', async
     [13, 17, 11],
     [64, 48, 40],
     [130, 96, 72],
+    [2100, 2060, 3], // two blocks of tokens and of outputs
+    [2050, 24, 20],
   ]) {
     const x = draw(rand, m * k);
     const W = draw(rand, n * k);

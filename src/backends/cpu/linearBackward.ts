@@ -1,17 +1,23 @@
 // Backward of the CPU linear layer y (t, n) = x (t, k) · Wᵀ + b: dx = dy · W, dW += dyᵀ · x,
 // db += Σ_t dy. The two products are most of a training step's time, so both run on the threaded,
 // register-tiled linear() of matmul.ts, whose kernels reduce over contiguous rows of both operands:
-// dx (t, k) = dy (t, n) · (Wᵀ (k, n))ᵀ and dW (n, k) = dyᵀ (n, t) · (xᵀ (k, t))ᵀ, after a
-// cache-blocked transpose of W, dy and x (O(t·(n + k) + n·k) copies against O(t·n·k) work).
-// The transposes go to grow-only SharedArrayBuffer scratches (the worker pool reads its right-hand
-// operand from a SAB, and registers each one once); dW's product lands in a scratch and is added to
-// the gradient, so sums are carried in doubles per dot product as in the forward.
+// dx (t, k) = dy (t, n) · (Wᵀ (k, n))ᵀ and dW (n, k) = dyᵀ (n, t) · (xᵀ (k, t))ᵀ, after cache-blocked
+// transposes (O(t·(n + k) + n·k) copies against O(t·n·k) work).
+// Blocks. Each product runs in blocks of at most T_BLOCK tokens and N_BLOCK outputs, so that the
+// scratches and the per-thread packed copies of linear() stay bounded when t or n is large (the LM
+// head has n = vocab): dW sums its token blocks, dx its output blocks (the reduction of dy · W),
+// adding each block's float32 product (sums inside a block carried in doubles, as in the forward).
+// Scratches are grow-only SharedArrayBuffers (the worker pool reads its right-hand operand from a
+// SAB and registers each one once).
 
 import { linear } from './matmul.ts';
 import { sharedF32 } from './threads.ts';
 
-/** Side of the square blocks of the transpose: 32 × 32 floats of source and of destination. */
-const BLOCK = 32;
+/** Tokens and outputs per block of the products (packed left operand ≤ 32 MiB of doubles). */
+const T_BLOCK = 2048;
+const N_BLOCK = 2048;
+/** Side of the square tiles of the transpose: 32 × 32 floats of source and of destination. */
+const TILE = 32;
 
 const scratch: Float32Array[] = [sharedF32(0), sharedF32(0), sharedF32(0)];
 
@@ -21,17 +27,44 @@ function room(slot: number, length: number): Float32Array {
   return scratch[slot].subarray(0, length);
 }
 
-/** dst (cols, rows) = srcᵀ for src (rows, cols), row-major, in BLOCK × BLOCK tiles. */
-export function transpose(dst: Float32Array, src: Float32Array, rows: number, cols: number): void {
-  for (let r0 = 0; r0 < rows; r0 += BLOCK) {
-    const r1 = Math.min(rows, r0 + BLOCK);
-    for (let c0 = 0; c0 < cols; c0 += BLOCK) {
-      const c1 = Math.min(cols, c0 + BLOCK);
-      for (let c = c0; c < c1; c++) {
-        for (let r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
+/** dst (c1 − c0, r1 − r0) = src[r0:r1, c0:c1]ᵀ for a row-major src with `cols` columns. */
+export function transpose(
+  dst: Float32Array,
+  src: Float32Array,
+  cols: number,
+  r0: number,
+  r1: number,
+  c0: number,
+  c1: number,
+): void {
+  const rows = r1 - r0;
+  for (let rb = r0; rb < r1; rb += TILE) {
+    const re = Math.min(r1, rb + TILE);
+    for (let cb = c0; cb < c1; cb += TILE) {
+      const ce = Math.min(c1, cb + TILE);
+      for (let c = cb; c < ce; c++) {
+        const d = (c - c0) * rows - r0;
+        for (let r = rb; r < re; r++) dst[d + r] = src[r * cols + c];
       }
     }
   }
+}
+
+/** src[r0:r1, c0:c1] as a dense (r1 − r0, c1 − c0) array: a view when it spans all columns. */
+function block(
+  slot: number,
+  src: Float32Array,
+  cols: number,
+  r0: number,
+  r1: number,
+  c0: number,
+  c1: number,
+) {
+  if (c0 === 0 && c1 === cols) return src.subarray(r0 * cols, r1 * cols);
+  const width = c1 - c0;
+  const dst = room(slot, (r1 - r0) * width);
+  for (let r = r0; r < r1; r++) dst.set(src.subarray(r * cols + c0, r * cols + c1), (r - r0) * width);
+  return dst;
 }
 
 /** dx (t, k) = dy (t, n) · w (n, k). */
@@ -43,9 +76,19 @@ export function linearDx(
   n: number,
   k: number,
 ): void {
-  const wT = room(0, k * n); // (k, n)
-  transpose(wT, w, n, k);
-  linear(dx, dy, wT, null, t, k, n);
+  if (n === 0) dx.fill(0, 0, t * k);
+  for (let j0 = 0; j0 < n; j0 += N_BLOCK) {
+    const j1 = Math.min(n, j0 + N_BLOCK);
+    const wT = room(0, k * (j1 - j0)); // (k, j1 − j0)
+    transpose(wT, w, k, j0, j1, 0, k);
+    for (let t0 = 0; t0 < t; t0 += T_BLOCK) {
+      const t1 = Math.min(t, t0 + T_BLOCK);
+      const dyB = block(1, dy, n, t0, t1, j0, j1); // (t1 − t0, j1 − j0)
+      const into = j0 === 0 ? dx.subarray(t0 * k, t1 * k) : room(2, (t1 - t0) * k); // (t1 − t0, k)
+      linear(into, dyB, wT, null, t1 - t0, k, j1 - j0);
+      if (j0 > 0) for (let i = 0; i < into.length; i++) dx[t0 * k + i] += into[i];
+    }
+  }
 }
 
 /** dW (n, k) += dyᵀ · x and, when given, db (n) += Σ_t dy, for dy (t, n) and x (t, k). */
@@ -58,17 +101,24 @@ export function linearDw(
   n: number,
   k: number,
 ): void {
-  const dyT = room(0, n * t); // (n, t)
-  const xT = room(1, k * t); // (k, t)
-  const product = room(2, n * k); // (n, k)
-  transpose(dyT, dy, t, n);
-  transpose(xT, x, t, k);
-  linear(product, dyT, xT, null, n, k, t);
-  for (let i = 0; i < n * k; i++) dW[i] += product[i];
-  if (db === null) return;
-  for (let j = 0; j < n; j++) {
-    let s = 0;
-    for (let i = j * t; i < (j + 1) * t; i++) s += dyT[i];
-    db[j] += s;
+  for (let t0 = 0; t0 < t; t0 += T_BLOCK) {
+    const t1 = Math.min(t, t0 + T_BLOCK);
+    const tb = t1 - t0;
+    const xT = room(0, k * tb); // (k, tb)
+    transpose(xT, x, k, t0, t1, 0, k);
+    for (let j0 = 0; j0 < n; j0 += N_BLOCK) {
+      const j1 = Math.min(n, j0 + N_BLOCK);
+      const dyT = room(1, (j1 - j0) * tb); // (j1 − j0, tb)
+      transpose(dyT, dy, n, t0, t1, j0, j1);
+      const product = room(2, (j1 - j0) * k); // (j1 − j0, k)
+      linear(product, dyT, xT, null, j1 - j0, k, tb);
+      for (let i = 0; i < product.length; i++) dW[j0 * k + i] += product[i];
+      if (db === null) continue;
+      for (let j = j0; j < j1; j++) {
+        let s = 0;
+        for (let i = (j - j0) * tb; i < (j - j0 + 1) * tb; i++) s += dyT[i];
+        db[j] += s;
+      }
+    }
   }
 }

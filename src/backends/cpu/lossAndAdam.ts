@@ -30,10 +30,15 @@ export function crossEntropy(
     let max = Number.NEGATIVE_INFINITY;
     for (let i = base; i < base + v; i++) max = Math.max(max, logits[i]);
     let sumExp = 0;
-    for (let i = base; i < base + v; i++) sumExp += Math.exp(logits[i] - max);
+    for (let i = base; i < base + v; i++) {
+      const e = Math.exp(logits[i] - max);
+      dLogits[i] = e; // one exp per logit: the row is rescaled below
+      sumExp += e;
+    }
     const logSum = Math.log(sumExp) + max;
+    const factor = scale / sumExp;
+    for (let i = base; i < base + v; i++) dLogits[i] *= factor;
     loss -= logits[base + target] - logSum;
-    for (let i = base; i < base + v; i++) dLogits[i] = scale * Math.exp(logits[i] - logSum);
     dLogits[base + target] = scale * (Math.exp(logits[base + target] - logSum) - 1);
   }
   return scale * loss;
