@@ -8,6 +8,7 @@ import { generateCommand } from './generate.ts';
 import { gradsCommand } from './grads.ts';
 import { initCommand } from './init.ts';
 import { logitsCommand } from './logits.ts';
+import { trainCommand } from './train.ts';
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
   logits: logitsCommand,
@@ -15,6 +16,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   generate: generateCommand,
   chat: chatCommand,
   init: initCommand,
+  train: trainCommand,
   bench: benchCommand,
 };
 
@@ -30,6 +32,11 @@ commands:
             --top-p P --min-p P --repetition-penalty R --seed N)
   chat      --model DIR|ORG/NAME [--template "User: {input}\nBot:"] [generate's options]
   init      --family mamba|mamba2 --preset tiny|130m|... --out DIR [--seed N]
+  train     --data PATH --family mamba|mamba2 [--preset NAME | --init DIR] --out DIR
+            [--backend cpu|webgpu] [--steps N] [--batch B] [--seq-len L] [--lr LR] [--min-lr LR]
+            [--warmup N] [--accum N] [--weight-decay W] [--clip C] [--val-every N]
+            [--val-fraction F] [--save-every N] [--seed N] [--tokenizer FILE]
+            (or --out DIR --resume [--steps N] [--data PATH] [--backend B])
   bench     [--family mamba|mamba2] [--prefill N] [--decode N] [--json FILE]
             (GPU table: --backend webgpu [--quick] [--peak-gbps GBPS] [--json FILE])
 `;
