@@ -1,61 +1,139 @@
-// SKELETON (being written): the TrainingOps of the webgpu backend.
+// The TrainingOps of the webgpu backend: each op records WGSL kernels (kernels/*.ts, each with its
+// CPU reference in src/backends/cpu/training.ts) into the backend's command stream, nothing is
+// read back. Gradient sums over rows (biases, norm weights, conv taps, the loss, Σ g²) are
+// deterministic: partial sums in a fixed order, never float atomics. Temporaries live in a tidy
+// scope of their own. Inputs may be views; written parameter gradients must be whole tensors.
 
 import { fail } from '../../core/errors.ts';
-import type { Tensor } from '../../core/tensor.ts';
+import { numel, showShape, type Tensor } from '../../core/tensor.ts';
 import type { SelectiveScanArgs, SsdArgs } from '../backend.ts';
 import type { AdamWHyper, ConvGrads, LinearGrads, ScanGrads, SsdGrads, TrainingOps } from '../training.ts';
+import type { GpuTensor } from './gpuTensor.ts';
+import { adamw } from './kernels/adamw.ts';
+import { columnSum } from './kernels/columnSum.ts';
+import { conv1dBackward } from './kernels/conv1dBackward.ts';
+import { crossEntropy } from './kernels/crossEntropy.ts';
+import { elementwise } from './kernels/elementwise.ts';
+import { embeddingBackward } from './kernels/embeddingBackward.ts';
+import { gatedRmsNormBackward } from './kernels/gatedNormBackward.ts';
+import { linear } from './kernels/linear.ts';
+import { linearGrad } from './kernels/linearGrad.ts';
+import { addRmsNormBackward } from './kernels/normBackward.ts';
 import { selectiveScanBackward } from './kernels/selectiveScanBackward.ts';
 import { ssdBackward } from './kernels/ssdBackward.ts';
+import { sumOfSquares } from './kernels/sumSquares.ts';
+import { transpose } from './kernels/transpose.ts';
 import type { WebGpuBackend } from './webgpuBackend.ts';
 
-const todo = (): never => fail('not yet written');
+const gpu = (t: Tensor) => t as GpuTensor;
 
 export class WebGpuTraining implements TrainingOps {
   constructor(readonly backend: WebGpuBackend) {}
-  zero(_t: Tensor): void {
-    todo();
+
+  private dense(t: Tensor): GpuTensor {
+    return this.backend.dense(gpu(t));
   }
-  accumulate(_dst: Tensor, _src: Tensor): void {
-    todo();
+
+  /** `t` bound as it is, for a kernel that writes it in place. */
+  private inPlace(t: Tensor): GpuTensor {
+    const d = this.dense(t);
+    if (d !== t) fail(`a gradient of ${showShape(t.shape)} is a view that cannot be written in place`);
+    return d;
   }
-  concat(_parts: readonly Tensor[]): Tensor {
-    return todo();
+
+  zero(t: Tensor): void {
+    elementwise(this.backend, 'zero', gpu(t), null);
   }
-  crossEntropy(_logits: Tensor, _targets: Tensor, _scale: number): { loss: Tensor; dLogits: Tensor } {
-    return todo();
+
+  accumulate(dst: Tensor, src: Tensor): void {
+    elementwise(this.backend, 'add', gpu(dst), gpu(src));
   }
-  linearBackward(
-    _dy: Tensor,
-    _x: Tensor,
-    _weight: Tensor,
-    _grads: LinearGrads,
-    _needDx = true,
-  ): Tensor | null {
-    return todo();
+
+  concat(parts: readonly Tensor[]): Tensor {
+    if (parts.length === 0) fail('concat: no parts');
+    const lead = parts[0].shape.slice(0, -1);
+    const sizes = parts.map((p) => p.shape[p.shape.length - 1]);
+    for (const p of parts)
+      if (p.shape.length !== lead.length + 1 || p.shape.some((e, i) => i < lead.length && e !== lead[i]))
+        fail(`concat: part ${showShape(p.shape)} does not match ${showShape(parts[0].shape)}`);
+    const out = this.backend.alloc([...lead, sizes.reduce((a, b) => a + b, 0)]); // (…, Σ sizes)
+    const views = this.backend.split(out, sizes); // (…, sizes[i]) column views of out
+    parts.forEach((p, i) => {
+      elementwise(this.backend, 'copy', views[i] as GpuTensor, gpu(p));
+    });
+    return out;
   }
-  embeddingBackward(_ids: Tensor, _dy: Tensor, _dWeight: Tensor): void {
-    todo();
+
+  crossEntropy(logits: Tensor, targets: Tensor, scale: number): { loss: Tensor; dLogits: Tensor } {
+    return crossEntropy(this.backend, this.dense(logits), this.dense(targets), scale);
   }
+
+  /**
+   * dx = dy·W runs on the forward's tiled matmul (kernels/linear.ts, which reduces along the
+   * contiguous axis of both operands) as linear(dy, Wᵀ), after a transpose of W (n·k values, small
+   * against the t·n·k multiply-adds); dyᵀ·x on its own tiled kernel (linearGrad.ts), split over t.
+   */
+  linearBackward(dy: Tensor, x: Tensor, weight: Tensor, grads: LinearGrads, needDx = true): Tensor | null {
+    const be = this.backend;
+    const [n, k] = weight.shape;
+    const t = numel(dy.shape) / n;
+    if (dy.shape[dy.shape.length - 1] !== n || x.shape[x.shape.length - 1] !== k || numel(x.shape) !== t * k)
+      fail(
+        `linearBackward: dy ${showShape(dy.shape)}, x ${showShape(x.shape)} and weight ${showShape(weight.shape)} disagree`,
+      );
+    return be.tidy(() => {
+      linearGrad(be, gpu(dy), gpu(x), this.inPlace(grads.weight));
+      if (grads.bias) columnSum(be, gpu(dy), gpu(grads.bias), true);
+      if (!needDx) return null;
+      const dx = linear(be, gpu(dy), transpose(be, this.dense(weight)), null); // (t, k)
+      return be.reshape(dx, [...dy.shape.slice(0, -1), k]);
+    });
+  }
+
+  embeddingBackward(ids: Tensor, dy: Tensor, dWeight: Tensor): void {
+    if (numel(ids.shape) === 0) return;
+    embeddingBackward(this.backend, this.dense(ids), gpu(dy), this.inPlace(dWeight));
+  }
+
   addRmsNormBackward(
-    _dNormed: Tensor,
-    _dSum: Tensor | null,
-    _sum: Tensor,
-    _weight: Tensor,
-    _eps: number,
-    _dWeight: Tensor,
+    dNormed: Tensor,
+    dSum: Tensor | null,
+    sum: Tensor,
+    weight: Tensor,
+    eps: number,
+    dWeight: Tensor,
   ): Tensor {
-    return todo();
+    return addRmsNormBackward(
+      this.backend,
+      this.dense(dNormed),
+      dSum && this.dense(dSum),
+      this.dense(sum),
+      this.dense(weight),
+      eps,
+      gpu(dWeight),
+    );
   }
+
   causalConv1dBackward(
-    _dy: Tensor,
-    _x: Tensor,
-    _weight: Tensor,
-    _bias: Tensor | null,
-    _silu: boolean,
-    _grads: ConvGrads,
+    dy: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    silu: boolean,
+    grads: ConvGrads,
   ): Tensor {
-    return todo();
+    return conv1dBackward(
+      this.backend,
+      this.dense(dy),
+      gpu(x),
+      this.dense(weight),
+      bias && this.dense(bias),
+      silu,
+      gpu(grads.weight),
+      grads.bias && gpu(grads.bias),
+    );
   }
+
   selectiveScanBackward(
     args: SelectiveScanArgs,
     dy: Tensor,
@@ -63,6 +141,7 @@ export class WebGpuTraining implements TrainingOps {
   ): { du: Tensor; dDelta: Tensor; dB: Tensor; dC: Tensor; dz: Tensor } {
     return selectiveScanBackward(this.backend, args, dy, grads);
   }
+
   ssdBackward(
     args: SsdArgs,
     dy: Tensor,
@@ -70,25 +149,42 @@ export class WebGpuTraining implements TrainingOps {
   ): { dx: Tensor; ddt: Tensor; dB: Tensor; dC: Tensor } {
     return ssdBackward(this.backend, args, dy, grads);
   }
+
   gatedRmsNormBackward(
-    _dOut: Tensor,
-    _y: Tensor,
-    _z: Tensor,
-    _weight: Tensor,
-    _eps: number,
-    _groupSize: number,
-    _normBeforeGate: boolean,
-    _dWeight: Tensor,
+    dOut: Tensor,
+    y: Tensor,
+    z: Tensor,
+    weight: Tensor,
+    eps: number,
+    groupSize: number,
+    normBeforeGate: boolean,
+    dWeight: Tensor,
   ): { dy: Tensor; dz: Tensor } {
-    return todo();
+    const c = y.shape[y.shape.length - 1];
+    if (c % groupSize !== 0)
+      fail(`gatedRmsNormBackward: ${c} channels do not split into groups of ${groupSize}`);
+    return gatedRmsNormBackward(
+      this.backend,
+      this.dense(dOut),
+      gpu(y),
+      gpu(z),
+      this.dense(weight),
+      eps,
+      groupSize,
+      normBeforeGate,
+      gpu(dWeight),
+    );
   }
-  sumOfSquares(_tensors: readonly Tensor[]): Tensor {
-    return todo();
+
+  sumOfSquares(tensors: readonly Tensor[]): Tensor {
+    return sumOfSquares(this.backend, tensors.map(gpu));
   }
-  adamw(_param: Tensor, _grad: Tensor, _m: Tensor, _v: Tensor, _hyper: AdamWHyper): void {
-    todo();
+
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: AdamWHyper): void {
+    adamw(this.backend, gpu(param), gpu(grad), gpu(m), gpu(v), hyper);
   }
-  negExp(_src: Tensor, _dst: Tensor): void {
-    todo();
+
+  negExp(src: Tensor, dst: Tensor): void {
+    elementwise(this.backend, 'negExp', gpu(dst), gpu(src));
   }
 }
