@@ -2,7 +2,8 @@
 // [options]`: trains a model on a text file or folder (src/train/), writing checkpoints in the
 // Hugging Face layout to OUT/checkpoint-<step> (OUT/latest names the newest) and the loss curve
 // to OUT/loss.svg; progress on stderr. `--resume` continues the run saved in OUT exactly, with
-// the hyperparameters it was started with (only --data, --backend and --steps may be given).
+// the hyperparameters and backend it was started with (only --data, --backend and --steps may
+// be given; the same backend gives the same numbers).
 
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -10,7 +11,7 @@ import { fail } from '../core/errors.ts';
 import { numel } from '../core/tensor.ts';
 import { readConfig } from '../io/hf.ts';
 import { progressBar, trainLoop } from '../train/loop.ts';
-import { resumeRun, startRun, type TrainHyper } from '../train/run.ts';
+import { resumeRun, savedHyper, startRun, type TrainHyper } from '../train/run.ts';
 import { intOption, makeBackend, parse, requireString, type Values } from './args.ts';
 
 const options = {
@@ -58,7 +59,7 @@ function numberOption(
   return value;
 }
 
-function hyperFrom(values: Values): TrainHyper {
+function hyperFrom(values: Values): Omit<TrainHyper, 'backend'> {
   const init = values.init as string | undefined;
   if (init !== undefined && values.preset !== undefined) fail('train: give --preset or --init, not both');
   const family = values.family ?? (init === undefined ? undefined : readConfig(init).family);
@@ -108,11 +109,13 @@ export async function trainCommand(argv: string[]): Promise<void> {
     }
     const steps = values.steps === undefined ? undefined : intOption('train', values, 'steps', 0, 1);
     const data = values.data === undefined ? undefined : resolve(values.data as string);
-    run = resumeRun(out, await makeBackend('train', values.backend), { dataPath: data, steps });
+    const backend = await makeBackend('train', values.backend ?? savedHyper(out).backend);
+    run = resumeRun(out, backend, { dataPath: data, steps });
   } else {
     const data = resolve(requireString('train', values, 'data'));
     const hyper = hyperFrom(values);
-    run = startRun(out, data, hyper, await makeBackend('train', values.backend));
+    const backend = await makeBackend('train', values.backend);
+    run = startRun(out, data, { ...hyper, backend: backend.name }, backend);
   }
   const { model, dataset, hyper } = run;
   const count = [...model.parameters().values()].reduce((sum, t) => sum + numel(t.shape), 0);

@@ -36,6 +36,8 @@ export interface TrainHyper extends OptimizerConfig {
   init: string | null;
   /** "bytes" or the path of the tokenizer.json (folder) used. */
   tokenizer: string;
+  /** The backend's name (cpu, webgpu): --resume continues on it unless told otherwise. */
+  backend: string;
   batch: number; // b
   seqLen: number; // l
   accum: number;
@@ -92,7 +94,12 @@ function freshModel(hyper: TrainHyper, tokenizer: TextTokenizer, backend: Backen
   return new CausalLM(config, backend, (name) => params.get(name));
 }
 
-/** Starts a run into `out` (which must not hold one) on the corpus at `dataPath`. */
+/** The options of the run saved in `out` (its latest checkpoint). */
+export function savedHyper(out: string): TrainHyper {
+  return readTrainerState(latestCheckpoint(out)).hyper as unknown as TrainHyper;
+}
+
+/** Starts a run into `out` (which must not hold one) on the corpus at `dataPath`; hyper.backend names `backend`. */
 export function startRun(out: string, dataPath: string, hyper: TrainHyper, backend: Backend): Run {
   if (existsSync(join(out, 'latest'))) {
     fail(`${out}: already holds a training run; pass --resume to continue it, or choose another --out`);
@@ -130,7 +137,7 @@ export function resumeRun(
 ): Run {
   const dir = latestCheckpoint(out);
   const state = readTrainerState(dir);
-  const hyper = { ...(state.hyper as unknown as TrainHyper) };
+  const hyper = { ...(state.hyper as unknown as TrainHyper), backend: backend.name };
   if (options.steps !== undefined) hyper.steps = options.steps;
   if (hyper.steps < state.step)
     fail(`train: --steps ${hyper.steps} is below the ${state.step} steps already done in ${dir}`);

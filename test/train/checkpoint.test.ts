@@ -141,6 +141,7 @@ const tinyHyper: TrainHyper = {
   preset: 'tiny',
   init: null,
   tokenizer: 'bytes',
+  backend: 'cpu',
   steps: 3,
   batch: 2,
   seqLen: 16,

@@ -30,6 +30,7 @@ function hyper(family: 'mamba' | 'mamba2', edits: Partial<TrainHyper> = {}): Tra
     preset: 'tiny',
     init: null,
     tokenizer: 'bytes',
+    backend: 'cpu',
     steps: 20,
     batch: 4,
     seqLen: 32,
