@@ -103,6 +103,8 @@ test('linearBackward: packed and threaded sizes against float64 products', async
     [130, 96, 72],
     [2100, 2060, 3], // two blocks of tokens and of outputs
     [2050, 24, 20],
+    [5, 2100, 8],
+    [40, 24, 64],
   ]) {
     const x = draw(rand, m * k);
     const W = draw(rand, n * k);

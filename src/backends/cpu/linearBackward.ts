@@ -27,7 +27,7 @@ function room(slot: number, length: number): Float32Array {
   return scratch[slot].subarray(0, length);
 }
 
-/** dst (c1 − c0, r1 − r0) = src[r0:r1, c0:c1]ᵀ for a row-major src with `cols` columns. */
+/** dst (c1 − c0, r1 − r0) = src[r0:r1, c0:c1]ᵀ for a row-major src with `cols` columns (or += when `add`). */
 export function transpose(
   dst: Float32Array,
   src: Float32Array,
@@ -36,6 +36,7 @@ export function transpose(
   r1: number,
   c0: number,
   c1: number,
+  add = false,
 ): void {
   const rows = r1 - r0;
   for (let rb = r0; rb < r1; rb += TILE) {
@@ -44,7 +45,8 @@ export function transpose(
       const ce = Math.min(c1, cb + TILE);
       for (let c = cb; c < ce; c++) {
         const d = (c - c0) * rows - r0;
-        for (let r = rb; r < re; r++) dst[d + r] = src[r * cols + c];
+        if (add) for (let r = rb; r < re; r++) dst[d + r] += src[r * cols + c];
+        else for (let r = rb; r < re; r++) dst[d + r] = src[r * cols + c];
       }
     }
   }
@@ -67,6 +69,31 @@ function block(
   return dst;
 }
 
+/**
+ * into (r, c) = a (r, s) · b (c, s)ᵀ, or += when `add`. linear() copies its left operand whole into
+ * every thread and shares out the columns, so the operand with fewer rows goes left: for r > c it
+ * computes intoᵀ = b · aᵀ and transposes that into place. b and a must be SharedArrayBuffer-backed.
+ */
+function product(
+  into: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  r: number,
+  c: number,
+  s: number,
+  add: boolean,
+) {
+  if (r > c) {
+    const swapped = room(2, c * r); // (c, r)
+    linear(swapped, b, a, null, c, r, s);
+    transpose(into, swapped, r, 0, c, 0, r, add);
+  } else if (add) {
+    const sum = room(2, r * c); // (r, c)
+    linear(sum, a, b, null, r, c, s);
+    for (let i = 0; i < r * c; i++) into[i] += sum[i];
+  } else linear(into, a, b, null, r, c, s);
+}
+
 /** dx (t, k) = dy (t, n) · w (n, k). */
 export function linearDx(
   dx: Float32Array,
@@ -84,9 +111,7 @@ export function linearDx(
     for (let t0 = 0; t0 < t; t0 += T_BLOCK) {
       const t1 = Math.min(t, t0 + T_BLOCK);
       const dyB = block(1, dy, n, t0, t1, j0, j1); // (t1 − t0, j1 − j0)
-      const into = j0 === 0 ? dx.subarray(t0 * k, t1 * k) : room(2, (t1 - t0) * k); // (t1 − t0, k)
-      linear(into, dyB, wT, null, t1 - t0, k, j1 - j0);
-      if (j0 > 0) for (let i = 0; i < into.length; i++) dx[t0 * k + i] += into[i];
+      product(dx.subarray(t0 * k, t1 * k), dyB, wT, t1 - t0, k, j1 - j0, j0 > 0);
     }
   }
 }
@@ -110,9 +135,7 @@ export function linearDw(
       const j1 = Math.min(n, j0 + N_BLOCK);
       const dyT = room(1, (j1 - j0) * tb); // (j1 − j0, tb)
       transpose(dyT, dy, n, t0, t1, j0, j1);
-      const product = room(2, (j1 - j0) * k); // (j1 − j0, k)
-      linear(product, dyT, xT, null, j1 - j0, k, tb);
-      for (let i = 0; i < product.length; i++) dW[j0 * k + i] += product[i];
+      product(dW.subarray(j0 * k, j1 * k), dyT, xT, j1 - j0, k, tb, true);
       if (db === null) continue;
       for (let j = j0; j < j1; j++) {
         let s = 0;

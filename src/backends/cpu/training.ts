@@ -67,7 +67,7 @@ export class CpuTraining implements TrainingOps {
     const widths = parts.map((part) => part.shape[part.shape.length - 1]);
     const c = widths.reduce((a, w) => a + w, 0);
     const rows = numel(lead);
-    const out = this.backend.zeros([...lead, c]);
+    const out = this.backend.zeros([...lead, c]); // (…, Σ sizes)
     const dst = f32(out); // (rows, c)
     let offset = 0;
     parts.forEach((part, p) => {
@@ -85,7 +85,7 @@ export class CpuTraining implements TrainingOps {
       fail(
         `crossEntropy: targets ${showShape(targets.shape)} do not match logits ${showShape(logits.shape)}`,
       );
-    const dLogits = this.backend.zeros(logits.shape);
+    const dLogits = this.backend.zeros(logits.shape); // (t, v)
     const loss = crossEntropy(f32(dLogits), f32(logits), i32(targets), scale, t, v);
     return { loss: this.backend.upload(Float32Array.of(loss), [1]), dLogits };
   }
@@ -102,7 +102,7 @@ export class CpuTraining implements TrainingOps {
       fail(`linearBackward: bias gradient ${showShape(grads.bias.shape)} for ${n} outputs`);
     linearDw(f32(grads.weight), grads.bias && f32(grads.bias), f32(dy), f32(x), t, n, k);
     if (!needDx) return null;
-    const dx = this.backend.zeros(x.shape);
+    const dx = this.backend.zeros(x.shape); // (t, k)
     linearDx(f32(dx), f32(dy), f32(weight), t, n, k);
     return dx;
   }
@@ -132,7 +132,7 @@ export class CpuTraining implements TrainingOps {
     const [t, d] = rowsCols(sum.shape);
     same('addRmsNormBackward', dNormed, sum);
     if (dSum !== null) same('addRmsNormBackward', dSum, sum);
-    const dx = this.backend.zeros(sum.shape);
+    const dx = this.backend.zeros(sum.shape); // (t, d)
     const [dn, ds, s] = [f32(dNormed), dSum && f32(dSum), f32(sum)];
     addRmsNormBackward(f32(dx), dn, ds, s, f32(weight), eps, f32(dWeight), t, d);
     return dx;
@@ -151,7 +151,7 @@ export class CpuTraining implements TrainingOps {
     same('causalConv1dBackward', dy, x);
     if (cw !== c) fail(`causalConv1dBackward: weight ${showShape(weight.shape)} for ${c} channels`);
     same('causalConv1dBackward (weight gradient)', grads.weight, weight);
-    const dx = this.backend.zeros(x.shape);
+    const dx = this.backend.zeros(x.shape); // (b, l, c)
     const [bi, db] = [bias && f32(bias), grads.bias && f32(grads.bias)];
     causalConv1dBackward(f32(dx), f32(dy), f32(x), f32(weight), bi, silu, f32(grads.weight), db, b, l, c, w);
     return dx;
@@ -188,8 +188,8 @@ export class CpuTraining implements TrainingOps {
     same('gatedRmsNormBackward', z, y);
     if (!(groupSize > 0) || c % groupSize !== 0)
       fail(`gatedRmsNormBackward: group size ${groupSize} does not divide ${c} channels`);
-    const dy = this.backend.zeros(y.shape);
-    const dz = this.backend.zeros(y.shape);
+    const dy = this.backend.zeros(y.shape); // (t, c)
+    const dz = this.backend.zeros(y.shape); // (t, c)
     const [o, yv, zv, w, dw] = [f32(dOut), f32(y), f32(z), f32(weight), f32(dWeight)];
     gatedRmsNormBackward(f32(dy), f32(dz), o, yv, zv, w, eps, groupSize, normBeforeGate, dw, t, c);
     return { dy, dz };
