@@ -1,11 +1,12 @@
-// Training data: a text file or a folder of them (recursive, in sorted path order, UTF-8) turned
-// into one token stream — with a tokenizer.json (src/io/tokenizer.ts) or the byte-level scheme of
-// byteTokenizer.ts — each file followed by the tokenizer's EOS token when it has one. The stream is
-// cut into fixed-length sequences of l tokens (the tail that does not fill one is dropped); the
-// last `valFraction` of them (at least one) are the held-out split. Training batches are drawn
-// by a seeded Random: each epoch is a fresh shuffle of the training sequences, and the position
-// (epoch, cursor, generator state at the epoch's start) is saved with checkpoints so that a
-// resumed run draws the same batches. Leaves out: streaming corpora larger than memory.
+// Training data: a text file or a folder of them (recursive, in sorted path order, UTF-8, names
+// starting with a dot skipped) turned into one token stream — with a tokenizer.json
+// (src/io/tokenizer.ts) or the byte-level scheme of byteTokenizer.ts — each file followed by the
+// tokenizer's EOS token when it has one. The stream is cut into fixed-length sequences of l
+// tokens (the tail that does not fill one is dropped); the last `valFraction` of them (at least
+// one) are the held-out split. Training batches are drawn by a seeded Random: each epoch is a
+// fresh shuffle of the training sequences, and the position (epoch, cursor, generator state at
+// the epoch's start) is saved with checkpoints so that a resumed run draws the same batches.
+// Leaves out: streaming corpora larger than memory.
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
@@ -58,7 +59,7 @@ export function loadTokenizer(path: string): TextTokenizer {
   };
 }
 
-/** The text files of `path` (itself when a file), recursively, sorted by path (code units). */
+/** The files of `path` (itself when a file), recursively, hidden ones (.name) left out, sorted by path (code units). */
 export function corpusFiles(path: string): string[] {
   let stat: ReturnType<typeof statSync>;
   try {
@@ -70,6 +71,7 @@ export function corpusFiles(path: string): string[] {
   const files: string[] = [];
   const walk = (dir: string) => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.name.startsWith('.')) continue; // .git, .DS_Store and the like
       const full = join(dir, entry.name);
       if (entry.isDirectory()) walk(full);
       else if (statSync(full).isFile()) files.push(full);

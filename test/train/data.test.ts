@@ -47,8 +47,15 @@ function randomText(rand: Rand, length: number): string {
 
 const bytesOf = (text: string) => [...new TextEncoder().encode(text)];
 
-test('a folder is read recursively in sorted path order, files concatenated', () => {
-  const dir = folder({ 'b.txt': 'B', 'a/z.txt': 'AZ', 'a/b/c.txt': 'ABC', 'A.txt': 'upper' });
+test('a folder is read recursively in sorted path order, hidden files left out, files concatenated', () => {
+  const dir = folder({
+    'b.txt': 'B',
+    'a/z.txt': 'AZ',
+    'a/b/c.txt': 'ABC',
+    'A.txt': 'upper',
+    '.git/HEAD': 'hidden',
+    'a/.notes': 'hidden',
+  });
   assert.deepEqual(
     corpusFiles(dir).map((f) => path.relative(dir, f)),
     ['A.txt', 'a/b/c.txt', 'a/z.txt', 'b.txt'],
