@@ -84,4 +84,27 @@ export interface Backend {
     groupSize: number,
     normBeforeGate: boolean,
   ): Tensor;
+
+  // Inference ops (appended; decoding reads back token ids only).
+  /** Index of the largest value of each row, the first one on ties: (…, c) f32 → (…) i32. */
+  argmax(x: Tensor): Tensor;
+  /**
+   * Mamba's mixer between in_proj and out_proj for one token per sequence (decoding), fused where
+   * the backend can: conv1d + SiLU → u; x_proj(u) → [Δ (rank R), B, C]; Δ = dt_proj(Δ); selective
+   * scan with the D skip and the SiLU(z) gate → y (b, 1, dInner). Both states advance.
+   */
+  mambaStep(args: MambaStepArgs): Tensor;
+}
+
+export interface MambaStepArgs {
+  xz: Tensor; // (b, 1, 2·dInner)  in_proj's output: [x, z]
+  convWeight: Tensor; // (dInner, w)
+  convBias: Tensor | null; // (dInner)
+  xProj: Tensor; // (R + 2n, dInner)
+  dtProj: Tensor; // (dInner, R)
+  dtBias: Tensor; // (dInner)
+  A: Tensor; // (dInner, n)    A = -exp(A_log)
+  D: Tensor; // (dInner)
+  convState: Tensor; // (b, dInner, w-1) in/out
+  ssmState: Tensor; // (b, dInner, n) in/out
 }

@@ -5,9 +5,10 @@
 // decode, and the bytes models behind the bandwidth figures.
 
 import type { SelectiveScanArgs, SsdArgs } from '../backends/backend.ts';
-import type { WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
+import { backendTuning, type WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { CausalLM } from '../models/causalLM.ts';
+import { KernelProfile, type KernelTime } from './gpuProfile.ts';
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -32,7 +33,7 @@ export function ssdBytes(b: number, l: number, h: number, p: number, n: number):
 }
 
 export interface DecodeTiming {
-  /** Wall ms per step, the logits read back each step. */
+  /** Wall ms per step, the logits (or, with `greedy`, the argmax ids) read back each step. */
   ms: number;
   /** CPU ms to record one step (JS and Dawn validation). */
   recordMs: number;
@@ -144,30 +145,74 @@ export class GpuTimer {
     return median(times);
   }
 
-  /** Decode of `batch` sequences: ms per step over `steps` steps after a 3-step warm-up. */
-  async decode(model: CausalLM, batch: number, steps: number): Promise<DecodeTiming> {
+  /**
+   * Decode of `batch` sequences: ms per step over `steps` steps after a 3-step warm-up. Each step
+   * reads back its logits or, with `greedy`, only the ids of their argmax (computed on the GPU),
+   * which are the next step's tokens, as greedy generation does.
+   */
+  async decode(model: CausalLM, batch: number, steps: number, greedy = false): Promise<DecodeTiming> {
     const be = this.be;
     const vocab = model.config.vocabSize;
     const state = model.newState(batch);
-    const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % vocab);
-    for (let i = 0; i < 3; i++) {
-      const logits = model.step(tokens, state);
-      await be.read(logits);
-      be.release(logits);
-    }
+    let tokens: Int32Array = Int32Array.from({ length: batch }, (_, i) => (i * 31) % vocab); // (b)
+    const step = async () => {
+      const out = greedy
+        ? be.tidy(() => be.argmax(model.step(tokens, state))) // (b, 1)
+        : model.step(tokens, state); // (b, 1, vocab)
+      const values = await be.read(out);
+      be.release(out);
+      if (greedy) tokens = values as Int32Array;
+    };
+    for (let i = 0; i < 3; i++) await step();
     const d0 = be.dispatchCount;
     const r0 = performance.now();
     const pending = model.step(tokens, state);
     const recordMs = performance.now() - r0;
-    const dispatches = be.dispatchCount - d0;
+    const dispatches = be.dispatchCount - d0 + (greedy ? 1 : 0);
     await be.read(pending);
     be.release(pending);
     const t0 = performance.now();
-    for (let i = 0; i < steps; i++) {
-      const logits = model.step(tokens, state);
-      await be.read(logits);
-      be.release(logits);
-    }
+    for (let i = 0; i < steps; i++) await step();
     return { ms: (performance.now() - t0) / steps, recordMs, dispatches };
+  }
+
+  /**
+   * One decoding step of `batch` sequences recorded whole and then submitted at once: the ms from
+   * its submit until the GPU is done (Dawn's submit work included), and, where the device has
+   * timestamp queries, the GPU µs per kernel of `profiled` more steps (summed, per step).
+   */
+  async decodeGpu(
+    model: CausalLM,
+    batch: number,
+    profiled = 4,
+  ): Promise<{ submitMs: number; kernels: KernelTime[] | null }> {
+    const be = this.be;
+    const state = model.newState(batch);
+    const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % model.config.vocabSize); // (b)
+    const saved = backendTuning.flushEvery;
+    backendTuning.flushEvery = 1e9;
+    const times: number[] = [];
+    try {
+      for (let r = 0; r < 6; r++) {
+        await this.idle();
+        const logits = model.step(tokens, state); // recorded, not submitted
+        const t0 = performance.now();
+        await this.idle();
+        if (r > 0) times.push(performance.now() - t0);
+        be.release(logits);
+      }
+    } finally {
+      backendTuning.flushEvery = saved;
+    }
+    if (!KernelProfile.available(be)) return { submitMs: median(times), kernels: null };
+    const profile = new KernelProfile(be);
+    be.passTimer = profile;
+    for (let r = 0; r < profiled; r++) be.release(be.tidy(() => be.argmax(model.step(tokens, state))));
+    const kernels = (await profile.collect()).map((k) => ({
+      ...k,
+      count: k.count / profiled,
+      us: k.us / profiled,
+    }));
+    return { submitMs: median(times), kernels };
   }
 }

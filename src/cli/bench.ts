@@ -98,9 +98,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
     child: { type: 'boolean' },
     quick: { type: 'boolean' },
     'peak-gbps': { type: 'string' },
+    profile: { type: 'boolean' },
   });
   if (values.backend === 'webgpu') return benchWebgpu(values);
-  for (const name of ['quick', 'peak-gbps']) {
+  for (const name of ['quick', 'peak-gbps', 'profile']) {
     if (values[name] !== undefined) fail(`bench: --${name} needs --backend webgpu`);
   }
   const preset = (values.preset as string | undefined) ?? '130m';

@@ -4,11 +4,15 @@
 // (Mamba-2: 24 heads of 64, n 128, chunk 256, batch 4 x 16384) kernels alone, in tokens/s per
 // layer with the fraction of the peak memory bandwidth (--peak-gbps) that their bytes model reaches
 // (see selectiveScanBytes and ssdBytes in src/bench/gpuTiming.ts). Models and inputs are random.
+// Decode runs twice: reading back the logits of each step, and greedy (argmax on the GPU, only the
+// ids read back, as generation does when greedy). --profile adds, per decode batch, the submit-to-
+// done time of one step recorded whole and the GPU time per kernel (timestamp queries).
 // --quick runs tiny shapes (a smoke test on lavapipe). Writes JSON with the device and the date.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
+import { fusedMambaPreview } from '../bench/fusedPreview.ts';
 import { GpuTimer, selectiveScanBytes, ssdBytes } from '../bench/gpuTiming.ts';
 import { fail } from '../core/errors.ts';
 import { CausalLM } from '../models/causalLM.ts';
@@ -29,6 +33,8 @@ export interface GpuRow {
   bytes?: number;
   gbps?: number;
   fractionOfPeak?: number;
+  /** Decode rows: dispatches per step and the CPU ms to record one. */
+  note?: string;
 }
 
 interface Shapes {
@@ -80,7 +86,7 @@ function positiveNumber(values: Values, name: string, fallback: number): number 
 }
 
 function table(rows: GpuRow[]): string {
-  const head = ['family', 'what', 'shape', 'ms', 'tok/s', 'GB/s', '% peak'];
+  const head = ['family', 'what', 'shape', 'ms', 'tok/s', 'GB/s', '% peak', 'note'];
   const body = rows.map((r) => [
     r.family,
     r.what,
@@ -89,12 +95,13 @@ function table(rows: GpuRow[]): string {
     r.tokensPerSecond.toFixed(0),
     r.gbps === undefined ? '' : r.gbps.toFixed(1),
     r.fractionOfPeak === undefined ? '' : (100 * r.fractionOfPeak).toFixed(2),
+    r.note ?? '',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   return [head, ...body]
     .map((row) =>
       row
-        .map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+        .map((c, i) => (i < 3 || i === 7 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
         .join('  ')
         .trimEnd(),
     )
@@ -116,6 +123,9 @@ export async function benchWebgpu(values: Values): Promise<void> {
   const be = await WebGpuBackend.create();
   const timer = new GpuTimer(be);
   const rows: GpuRow[] = [];
+  const profiles: Array<
+    { family: string; batch: number; variant: string } & Awaited<ReturnType<GpuTimer['decodeGpu']>>
+  > = [];
   const kernel = (row: Omit<GpuRow, 'gbps' | 'fractionOfPeak'> & { bytes: number }): GpuRow => {
     const gbps = row.bytes / row.ms / 1e6;
     return { ...row, gbps, fractionOfPeak: gbps / peakGbps };
@@ -137,16 +147,31 @@ export async function benchWebgpu(values: Values): Promise<void> {
         tokensPerSecond: tokens / (ms / 1000),
       });
     }
+    // Mamba also decodes through the fused mixer, as src/models/mamba.ts will (fusedPreview.ts).
+    const variants = family === 'mamba' ? ['logits', 'greedy', 'fused'] : ['logits', 'greedy'];
     for (const batch of shapes.decode) {
-      const { ms } = await timer.decode(model, batch, shapes.decodeSteps(batch));
-      rows.push({
-        family,
-        what: 'decode',
-        shape: `b${batch}`,
-        tokens: batch,
-        ms,
-        tokensPerSecond: batch / (ms / 1000),
-      });
+      for (const variant of variants) {
+        fusedMambaPreview(variant === 'fused');
+        const steps = shapes.decodeSteps(batch);
+        const { ms, recordMs, dispatches } = await timer.decode(model, batch, steps, variant !== 'logits');
+        rows.push({
+          family,
+          what: {
+            logits: 'decode (logits back)',
+            greedy: 'decode greedy (ids back)',
+            fused: 'decode greedy, fused mixer',
+          }[variant]!,
+          shape: `b${batch}`,
+          tokens: batch,
+          ms,
+          tokensPerSecond: batch / (ms / 1000),
+          note: `${dispatches} dispatches, record ${recordMs.toFixed(2)} ms`,
+        });
+        if (values.profile === true && variant !== 'logits') {
+          profiles.push({ family, batch, variant, ...(await timer.decodeGpu(model, batch)) });
+        }
+      }
+      fusedMambaPreview(false);
     }
     if (family === 'mamba') {
       const [b, l, d, n] = shapes.scan;
@@ -188,6 +213,17 @@ export async function benchWebgpu(values: Values): Promise<void> {
     `WebGPU bench${quick ? ' (quick: tiny shapes)' : ', 130m shapes'}: ${device}; peak ${peakGbps} GB/s\n`,
   );
   process.stdout.write(`${table(rows)}\n`);
+  for (const p of profiles) {
+    const total = p.kernels?.reduce((sum, k) => sum + k.us, 0);
+    process.stdout.write(
+      `\n${p.family} decode b${p.batch} (${p.variant}): one step submitted whole, submit to done ${p.submitMs.toFixed(3)} ms` +
+        (total === undefined ? ' (no timestamp queries)\n' : `; GPU per step ${total.toFixed(1)} µs:\n`),
+    );
+    for (const k of p.kernels ?? [])
+      process.stdout.write(
+        `  ${k.name.padEnd(28)} ${String(k.count).padStart(4)} x  ${k.us.toFixed(1).padStart(8)} µs\n`,
+      );
+  }
   mkdirSync(dirname(json), { recursive: true });
   const out = {
     date: new Date().toISOString(),
@@ -197,6 +233,7 @@ export async function benchWebgpu(values: Values): Promise<void> {
     peakGbps,
     bytesModel,
     rows,
+    profiles,
   };
   writeFileSync(json, `${JSON.stringify(out, null, 2)}\n`);
   process.stdout.write(`wrote ${json}\n`);

@@ -213,10 +213,16 @@ export async function* generate(
     ),
   );
   let newTokens = 0;
+  // Greedy without a repetition penalty needs no logits on the host: the argmax runs on the backend
+  // and only the ids come back (the first token still comes from the prompt's logits).
+  const onBackend = sequences.every(
+    (s) => s.sampler.options.greedy && s.sampler.options.repetitionPenalty === 1,
+  );
+  let ids: Int32Array | null = null; // (b) the argmax of each live row, when onBackend
   while (live.length > 0) {
     for (let row = 0; row < live.length; row++) {
       const seq = live[row];
-      const id = seq.sampler.next(logits[row], seq.ids);
+      const id = ids ? ids[row] : seq.sampler.next(logits[row], seq.ids);
       seq.ids.push(id);
       seq.pending = [id];
       seq.newTokens++;
@@ -232,7 +238,8 @@ export async function* generate(
       for (const { seq, row } of rows) if (seq.reason !== null) seq.final = selectRows([host], [[0, row]]);
       const keep = rows.filter(({ seq }) => seq.reason === null);
       live = keep.map(({ seq }) => seq);
-      logits = keep.map(({ row }) => logits[row]);
+      logits = ids ? [] : keep.map(({ row }) => logits[row]);
+      if (ids) ids = Int32Array.from(keep, ({ row }) => ids![row]);
       if (live.length === 0) break;
       batchState = uploadState(
         be,
@@ -244,12 +251,15 @@ export async function* generate(
       );
     }
     const tokens = Int32Array.from(live, (s) => s.pending[0]); // (b)
+    for (const seq of live) seq.pending = [];
+    if (onBackend) {
+      // The tidy releases the step's logits on backends that pool; only the ids leave it.
+      ids = (await be.read(be.tidy(() => be.argmax(model.step(tokens, batchState))))) as Int32Array; // (b)
+      continue;
+    }
     const out = (await be.read(model.step(tokens, batchState))) as Float32Array; // (b, 1, vocab)
     const vocab = model.config.vocabSize;
-    logits = live.map((seq, row) => {
-      seq.pending = [];
-      return out.subarray(row * vocab, (row + 1) * vocab);
-    });
+    logits = live.map((_, row) => out.subarray(row * vocab, (row + 1) * vocab));
   }
   const decodeSeconds = (performance.now() - decodeStart) / 1000;
 

@@ -10,6 +10,7 @@ import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
 import { convTuning } from '../../src/backends/webgpu/kernels/conv1d.ts';
 import { linearTuning } from '../../src/backends/webgpu/kernels/linear.ts';
 import { ssdTuning } from '../../src/backends/webgpu/kernels/ssd.ts';
+import type { WebGpuBackend } from '../../src/backends/webgpu/webgpuBackend.ts';
 import { numel, type Shape, type Tensor } from '../../src/core/tensor.ts';
 import { webgpuBackend } from '../helpers/backends.ts';
 import { normal, type Rand, relDiff, rngFor, uniform } from '../helpers/random.ts';
@@ -244,6 +245,106 @@ for (const l of [1, 9, 100] as const) {
       return { u: u[i], delta: low, deltaProj: proj[i], B, C, ...rest };
     };
     await same(t, 'y', cpu.selectiveScan(on(0)), g.selectiveScan(on(1)));
+    await same(t, 'state', state[0], state[1]);
+  });
+}
+
+// Rows wider than the workgroup (vec4 loads: c % 4 == 0) and ragged ones (scalar loads), with
+// planted ties: the first index of the largest value wins, as on the CPU.
+for (const [t, c] of [
+  [1, 1000],
+  [3, 37],
+  [5, 2],
+  [2, 4100],
+] as const) {
+  test(`argmax t=${t} c=${c} (ties keep the first)`, { skip }, async (t_) => {
+    const rand = rngFor(t_);
+    const data = Float32Array.from({ length: t * c }, () => normal(rand));
+    for (let row = 0; row < t; row++) {
+      const a = Math.floor(rand() * c);
+      const b = Math.floor(rand() * c);
+      data[row * c + a] = 10;
+      data[row * c + b] = 10;
+    }
+    const want = await cpu.read(cpu.argmax(cpu.upload(data, [t, c])));
+    const g = gpu as Backend;
+    const got = await g.read(g.argmax(g.upload(data, [t, c])));
+    t_.diagnostic(`ids ${Array.from(got).join(',')}`);
+    assert.deepEqual(Array.from(got), Array.from(want));
+    assert.ok(got instanceof Int32Array);
+  });
+}
+
+// The fused decoding mixer (d % 4 == 0: one kernel; d = 70: the unfused ops), two steps from
+// random states, with and without the conv bias; both states are compared after each step.
+for (const [d, convBias] of [
+  [72, true],
+  [72, false],
+  [70, true],
+] as const) {
+  test(`mambaStep d=${d} convBias=${convBias} (two steps)`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    const g = gpu as Backend;
+    const [b, w, r, n] = [3, 4, 6, 16];
+    const weights = {
+      convWeight: both(rand, [d, w], () => uniform(rand, -0.5, 0.5)),
+      convBias: both(rand, [d]),
+      xProj: both(rand, [r + 2 * n, d], () => uniform(rand, -0.2, 0.2)),
+      dtProj: both(rand, [d, r], () => uniform(rand, -0.5, 0.5)),
+      dtBias: both(rand, [d], () => uniform(rand, -4, -1)),
+      A: both(rand, [d, n], () => -Math.exp(uniform(rand, -1, 2))),
+      D: both(rand, [d]),
+    };
+    const convState = both(rand, [b, d, w - 1]);
+    const ssmState = both(rand, [b, d, n]);
+    for (let step = 0; step < 2; step++) {
+      const xz = both(rand, [b, 1, 2 * d]);
+      const on = (i: 0 | 1) => ({
+        xz: xz[i],
+        convWeight: weights.convWeight[i],
+        convBias: convBias ? weights.convBias[i] : null,
+        xProj: weights.xProj[i],
+        dtProj: weights.dtProj[i],
+        dtBias: weights.dtBias[i],
+        A: weights.A[i],
+        D: weights.D[i],
+        convState: convState[i],
+        ssmState: ssmState[i],
+      });
+      const before = (gpu as WebGpuBackend).dispatchCount;
+      const y = g.mambaStep(on(1));
+      assert.equal((gpu as WebGpuBackend).dispatchCount - before === 1, d % 4 === 0, 'fused iff d % 4 == 0');
+      await same(t, `y step ${step}`, cpu.mambaStep(on(0)), y);
+      await same(t, `conv state step ${step}`, convState[0], convState[1]);
+      await same(t, `ssm state step ${step}`, ssmState[0], ssmState[1]);
+    }
+  });
+}
+
+// The recurrence reads x, dt, B and C as column views in place (Backend.split's parts, as Mamba-2
+// passes them): row strides and offsets that are multiples of 4 (B, C read as vec4), and ones that
+// are not (n = 8 with an odd offset: B and C are copied first; n = 6: scalar reads).
+for (const [l, n, pad] of [
+  [1, 8, 0],
+  [5, 8, 1],
+  [3, 6, 1],
+] as const) {
+  test(`ssd recurrence on views l=${l} n=${n} pad=${pad}`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    const g = gpu as Backend;
+    const [b, h, p] = [2, 4, 3];
+    const width = pad + h * p + 2 * n + h;
+    const packed = both(rand, [b, l, width]);
+    const dtBias = both(rand, [h], () => uniform(rand, -3, 0));
+    const A = both(rand, [h], () => -Math.exp(uniform(rand, -1, 2)));
+    const D = both(rand, [h]);
+    const state = both(rand, [b, h, p, n]);
+    const on = (i: 0 | 1) => {
+      const [, x, B, C, dt] = (i === 0 ? cpu : g).split(packed[i], [pad, h * p, n, n, h]);
+      const rest = { dtBias: dtBias[i], dtLimit: [0.001, 0.1] as const, A: A[i], D: D[i] };
+      return { x, dt, B, C, ...rest, state: state[i], chunkSize: 8 };
+    };
+    await same(t, 'y', cpu.ssd(on(0)), g.ssd(on(1)));
     await same(t, 'state', state[0], state[1]);
   });
 }

@@ -8,7 +8,8 @@
 // - an EOS id ends the sequence and stays in `ids`, out of the text;
 // - a batch of prompts of different lengths, finishing at different steps, gives each sequence what
 //   it gets alone (sequence i of a batch samples with seed + i);
-// - prefill in chunks of 1, 3 or 512 tokens gives the same generation.
+// - prefill in chunks of 1, 3 or 512 tokens gives the same generation;
+// - greedy on WebGPU (the argmax on the GPU) gives the CPU's ids.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -25,6 +26,7 @@ import {
 import { loadModel } from '../../src/io/hf.ts';
 import { Tokenizer } from '../../src/io/tokenizer.ts';
 import type { CausalLM } from '../../src/models/causalLM.ts';
+import { webgpuBackend } from '../helpers/backends.ts';
 import { fixture } from '../helpers/fixtures.ts';
 
 interface Run {
@@ -381,6 +383,19 @@ test('mamba-tiny-0: greedy from ids reproduces greedy.json, with empty texts and
   );
   assert.ok(pieces.every((p) => p.text === ''));
   assert.deepEqual(result.texts, ['']);
+});
+
+test('greedy on WebGPU (argmax on the GPU, ids back): mamba-tiny-0 reproduces greedy.json, a batch of 3 the CPU ids', async (t) => {
+  const gpu = await webgpuBackend();
+  if (typeof gpu === 'string') return t.skip(gpu);
+  const onGpu = loadModel(tinyDir, gpu);
+  const [prompt] = tinyGreedy.prompt;
+  const maxNewTokens = tinyGreedy.greedy[0].length - prompt.length;
+  const alone = await run(onGpu, null, [prompt], { greedy: true, maxNewTokens });
+  assert.deepEqual(alone.result.ids[0], tinyGreedy.greedy[0]);
+  const options = { greedy: true, maxNewTokens: 12, eosTokenIds: [] };
+  const batch = await run(onGpu, null, idPrompts, options);
+  assert.deepEqual(batch.result.ids, (await run(tiny, null, idPrompts, options)).result.ids);
 });
 
 describe('gen-mamba2-2k: stop strings', { concurrency: true }, () => {

@@ -5,7 +5,8 @@
 
 import { fail } from '../../core/errors.ts';
 import { type DType, numel, type Shape, showShape, type Tensor } from '../../core/tensor.ts';
-import type { Backend, SelectiveScanArgs, SsdArgs } from '../backend.ts';
+import type { Backend, MambaStepArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
+import { mambaStepOps } from '../mambaStepOps.ts';
 import { causalConv1d } from './conv1d.ts';
 import { linear } from './matmul.ts';
 import { addRmsNorm, gatedRmsNorm } from './norm.ts';
@@ -190,5 +191,22 @@ export class CpuBackend implements Backend {
     const out = this.out(y.shape);
     gatedRmsNorm(f32(out), f32(y), f32(z), f32(weight), eps, groupSize, normBeforeGate, t, c);
     return out;
+  }
+
+  argmax(x: Tensor): Tensor {
+    const [t, c] = rowsCols(x.shape);
+    const values = f32(x);
+    const ids = new Int32Array(t); // (…)
+    for (let row = 0; row < t; row++) {
+      const at = row * c;
+      let best = at;
+      for (let i = at + 1; i < at + c; i++) if (values[i] > values[best]) best = i;
+      ids[row] = best - at;
+    }
+    return new CpuTensor(x.shape.slice(0, -1), 'i32', ids);
+  }
+
+  mambaStep(args: MambaStepArgs): Tensor {
+    return mambaStepOps(this, args);
   }
 }

@@ -10,13 +10,15 @@
 
 import { fail } from '../../core/errors.ts';
 import { type DType, numel, type Shape, showShape, type Tensor } from '../../core/tensor.ts';
-import type { Backend, SelectiveScanArgs, SsdArgs } from '../backend.ts';
+import type { Backend, MambaStepArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
 import { BufferPool } from './bufferPool.ts';
 import { createGpuContext, type GpuContext } from './device.ts';
 import { GpuTensor, Usage } from './gpuTensor.ts';
+import { argmax } from './kernels/argmax.ts';
 import { conv1d } from './kernels/conv1d.ts';
 import { embedding } from './kernels/embedding.ts';
 import { linear } from './kernels/linear.ts';
+import { mambaStep } from './kernels/mambaStep.ts';
 import { addRmsNorm, gatedRmsNorm } from './kernels/norm.ts';
 import { selectiveScan } from './kernels/selectiveScan.ts';
 import { copyView } from './kernels/split.ts';
@@ -42,6 +44,12 @@ const ARENA_BYTES = 1 << 20;
 export const backendTuning = { flushEvery: 48 };
 /** Bind groups cached per pipeline before the cache is cleared (buffers come and go). */
 const MAX_BIND_GROUPS = 4096;
+
+/** GPU timestamps around each dispatch (benchmarks only: every dispatch then gets its own pass). */
+export interface PassTimer {
+  /** The timestampWrites of the pass that will hold the next dispatch, of kernel `name`. */
+  writes(name: string): GPUComputePassTimestampWrites;
+}
 
 interface CachedPipeline {
   pipeline: GPUComputePipeline;
@@ -73,6 +81,8 @@ export class WebGpuBackend implements Backend {
   private lastPipeline: GPUComputePipeline | null = null;
   private arenaUsed = 0;
   private readonly scopes: GpuTensor[][] = [];
+  /** Set by a profiler (src/bench/gpuProfile.ts); null in normal use. */
+  passTimer: PassTimer | null = null;
 
   private readonly cachedLimits: GPUSupportedLimits;
 
@@ -339,7 +349,13 @@ export class WebGpuBackend implements Backend {
       if (cached.bindGroups.size >= MAX_BIND_GROUPS) cached.bindGroups.clear();
       cached.bindGroups.set(key, bindGroup);
     }
-    if (this.pass === null) {
+    if (this.passTimer) {
+      this.pass?.end();
+      this.pass = null;
+      const timestampWrites = this.passTimer.writes(kernel.name);
+      this.pass = this.commandEncoder().beginComputePass({ timestampWrites });
+      this.lastPipeline = null;
+    } else if (this.pass === null) {
       this.pass = this.commandEncoder().beginComputePass();
       this.lastPipeline = null;
     }
@@ -411,9 +427,7 @@ export class WebGpuBackend implements Backend {
   }
 
   ssd(args: SsdArgs): Tensor {
-    const { x, dt, B, C } = args;
-    const [xd, dtd, Bd, Cd] = [x, dt, B, C].map((t) => this.dense(t as GpuTensor));
-    return ssd(this, { ...args, x: xd, dt: dtd, B: Bd, C: Cd });
+    return ssd(this, args);
   }
 
   gatedRmsNorm(
@@ -433,6 +447,14 @@ export class WebGpuBackend implements Backend {
       groupSize,
       normBeforeGate,
     );
+  }
+
+  argmax(x: Tensor): Tensor {
+    return argmax(this, this.dense(x as GpuTensor));
+  }
+
+  mambaStep(args: MambaStepArgs): Tensor {
+    return mambaStep(this, args);
   }
 }
 

@@ -7,14 +7,17 @@
 //   `state`, then writes the final state back; B_t, C_t of the head's group are shared reads.
 //   Grid (⌈p/64⌉, h, b). Bindings: 0 x (b, l, h, p) · 1 dt (b, l, h) · 2 dtBias (h) · 3 A (h) ·
 //   4 B (b, l, g, n) · 5 C (b, l, g, n) · 6 D (h) · 7 state (b, h, p, n) rw · 8 y (b, l, h, p) ·
-//   9 params {l, h, p, g, dtMin, dtMax, chunk (= l), chunks (= 1), writeState (= 1)}.
+//   9 params {l, h, p, g, dtMin, dtMax, chunk (= l), chunks (= 1), writeState (= 1), then offset
+//   and row stride of x, dt, B, C}: these may be column views (Backend.split's parts of the conv
+//   and in_proj outputs), bound as their whole buffers (B and C in V units: views whose offset or
+//   stride is not a multiple of 4 are copied first when V = vec4).
 //   Reference: ssdRecurrent in src/backends/cpu/ssd.ts.
 // - longer ones: the chunked SSD of the paper in five passes (cumulative sums, chunk states,
 //   carry over chunks, C·Bᵀ, outputs), most of the work matmul-shaped in workgroup memory; see
 //   ssdChunked.ts for its passes, bindings and thread mapping. Reference: ssdChunked.
 
 import type { SsdArgs } from '../../backend.ts';
-import type { GpuTensor } from '../gpuTensor.ts';
+import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
 import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumWgsl, outWgsl } from './ssdChunked.ts';
@@ -45,7 +48,8 @@ const header = (n: number) => {
 alias V = ${vec === 4 ? 'vec4<f32>' : 'f32'};
 const NV = ${n / vec}u; // state values per thread, in V units
 struct Params { l: u32, h: u32, p: u32, g: u32, dtMin: f32, dtMax: f32, chunk: u32, chunks: u32,
-  writeState: u32 }
+  writeState: u32, xOffset: u32, xStride: u32, dtOffset: u32, dtStride: u32, bOffset: u32,
+  bStride: u32, cOffset: u32, cStride: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dt: array<f32>;
 @group(0) @binding(2) var<storage, read> dtBias: array<f32>;
@@ -60,7 +64,7 @@ struct Params { l: u32, h: u32, p: u32, g: u32, dtMin: f32, dtMax: f32, chunk: u
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn dotv(a: V, b: V) -> f32 { return ${vec === 4 ? 'dot(a, b)' : 'a * b'}; }
 fn delta(row: u32, hh: u32) -> f32 {
-  return clamp(softplus(dt[row * params.h + hh] + dtBias[hh]), params.dtMin, params.dtMax);
+  return clamp(softplus(dt[params.dtOffset + row * params.dtStride + hh] + dtBias[hh]), params.dtMin, params.dtMax);
 }`;
 };
 
@@ -99,13 +103,14 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let dl = delta(row, hh);
     let decay = exp(dl * a);
     let at = (row * params.h + hh) * params.p + pi;
-    let xv = x[at];
+    let xv = x[params.xOffset + row * params.xStride + hh * params.p + pi];
     let dx = dl * xv;
-    let bc = (row * params.g + group) * NV;
+    let bt = params.bOffset + row * params.bStride + group * NV;
+    let ct = params.cOffset + row * params.cStride + group * NV;
     var acc = 0.0;
     for (var i = 0u; i < NV; i++) {
-      s[i] = decay * s[i] + dx * B[bc + i];
-      acc += dotv(s[i], C[bc + i]);
+      s[i] = decay * s[i] + dx * B[bt + i];
+      acc += dotv(s[i], C[ct + i]);
     }
     out[at] = acc + skip * xv;
   }
@@ -118,18 +123,28 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   const [, h, p, n] = args.state.shape;
   const g = args.B.shape[2] / n;
   const y = be.alloc(args.x.shape);
-  const { x, dt, dtBias, A, B, C, D, state } = args;
+  const { dtBias, A, D, state } = args;
   const [dtMin, dtMax] = args.dtLimit;
   const limits = [{ f32: dtMin }, { f32: Math.min(dtMax, 3.4e38) }];
   if (l <= ssdTuning.scanMaxLength) {
+    const vec = n % 4 === 0 ? 4 : 1;
+    const fits = (v: { offset: number; stride: number }) => v.offset % vec === 0 && v.stride % vec === 0;
+    const [xv, dtv] = [args.x, args.dt].map((t) => viewOf(t as GpuTensor));
+    const [Bv, Cv] = [args.B, args.C].map((t) => {
+      const v = viewOf(t as GpuTensor);
+      return fits(v) ? v : viewOf(be.dense(t as GpuTensor));
+    });
+    const views = [xv, dtv].flatMap((v) => [v.offset, v.stride]);
+    views.push(...[Bv, Cv].flatMap((v) => [v.offset / vec, v.stride / vec]));
     be.dispatch(
       { name: 'ssd', wgsl: scanWgsl(n) },
-      [x, dt, dtBias, A, B, C, D, state, y],
-      [l, h, p, g, ...limits, l, 1, 1],
+      [xv.base, dtv.base, dtBias, A, Bv.base, Cv.base, D, state, y],
+      [l, h, p, g, ...limits, l, 1, 1, ...views],
       [Math.ceil(p / 64), h, b],
     );
     return y;
   }
+  const [x, dt, B, C] = [args.x, args.dt, args.B, args.C].map((t) => be.dense(t as GpuTensor));
   const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : args.chunkSize, l);
   const chunks = Math.ceil(l / q);
   const transposed = n >= 128 && p < 128;

@@ -1,0 +1,74 @@
+// WGSL kernel: argmax of each row, the first index on ties: x (t, c) f32 → ids (t) i32, so that a
+// greedy decoding step reads back t ids instead of t·c logits.
+// Thread mapping: one workgroup of 256 threads per row (grid (t)); thread i walks elements
+// i, i + 256, … (vec4 units when c % 4 == 0, V = 4; scalars otherwise), keeping the first largest
+// it sees; a tree reduction in workgroup memory then keeps the larger value, the lower index on
+// ties. A thread that saw nothing holds index NONE, which every real candidate beats.
+// Bindings: 0 x (t, c) · 1 ids (t) i32 · 2 params {c}.
+// Reference: CpuBackend.argmax (and argmax in src/generate/sampling.ts).
+
+import { numel } from '../../../core/tensor.ts';
+import type { GpuTensor } from '../gpuTensor.ts';
+import type { WebGpuBackend } from '../webgpuBackend.ts';
+
+const sources = new Map<number, string>();
+
+function wgsl(vec: 1 | 4): string {
+  let source = sources.get(vec);
+  if (source !== undefined) return source;
+  source = /* wgsl */ `
+alias V = ${vec === 4 ? 'vec4<f32>' : 'f32'};
+const VEC = ${vec}u;
+const NONE = 0xffffffffu;
+struct Params { c: u32 }
+@group(0) @binding(0) var<storage, read> x: array<V>;
+@group(0) @binding(1) var<storage, read_write> ids: array<i32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+var<workgroup> values: array<f32, 256>;
+var<workgroup> indices: array<u32, 256>;
+
+fn comp(v: V, k: u32) -> f32 { ${vec === 4 ? 'return v[k];' : 'return v;'} }
+
+// Whether candidate (vb, ib) beats (va, ia): larger, or equal at a lower index.
+fn beats(vb: f32, ib: u32, va: f32, ia: u32) -> bool {
+  return ib != NONE && (ia == NONE || vb > va || (vb == va && ib < ia));
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let cv = params.c / VEC;
+  let base = wg.x * cv;
+  var best = 0.0;
+  var at = NONE;
+  for (var j = lane; j < cv; j += 256u) {
+    let v = x[base + j];
+    for (var k = 0u; k < VEC; k++) {
+      let e = comp(v, k);
+      if (at == NONE || e > best) { best = e; at = j * VEC + k; }
+    }
+  }
+  values[lane] = best;
+  indices[lane] = at;
+  workgroupBarrier();
+  for (var step = 128u; step > 0u; step = step / 2u) {
+    if (lane < step && beats(values[lane + step], indices[lane + step], values[lane], indices[lane])) {
+      values[lane] = values[lane + step];
+      indices[lane] = indices[lane + step];
+    }
+    workgroupBarrier();
+  }
+  if (lane == 0u) { ids[wg.x] = i32(indices[0]); }
+}`;
+  sources.set(vec, source);
+  return source;
+}
+
+export function argmax(be: WebGpuBackend, x: GpuTensor): GpuTensor {
+  const c = x.shape[x.shape.length - 1];
+  const t = numel(x.shape) / c;
+  const ids = be.alloc(x.shape.slice(0, -1), 'i32');
+  const vec = c % 4 === 0 ? 4 : 1;
+  be.dispatch({ name: `argmax${vec}`, wgsl: wgsl(vec) }, [x, ids], [c], [t]);
+  return ids;
+}
