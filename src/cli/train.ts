@@ -52,7 +52,12 @@ function numberOption(
   const raw = values[name];
   if (raw === undefined) return fallback;
   const value = Number(raw);
-  if (typeof raw !== 'string' || raw.trim() === '' || !(value >= min && value <= max)) {
+  if (
+    typeof raw !== 'string' ||
+    raw.trim() === '' ||
+    !Number.isFinite(value) ||
+    !(value >= min && value <= max)
+  ) {
     const range = max === Number.POSITIVE_INFINITY ? `>= ${min}` : `in [${min}, ${max}]`;
     fail(`train: --${name} must be a number ${range}, got "${raw}"`);
   }

@@ -62,6 +62,7 @@ fs.writeFileSync(path.join(existing, 'latest'), 'checkpoint-1\n');
 const cases: Array<[string[], RegExp]> = [
   [[...base, '--bogus'], /^mamba-ts: error: train: Unknown option '--bogus'/],
   [[...base, '--steps', '0'], /^mamba-ts: error: train: --steps must be an integer >= 1, got "0"$/],
+  [[...base, '--clip', 'Infinity'], /^mamba-ts: error: train: --clip must be a number >= 0, got "Infinity"$/],
   [[...base, '--lr', 'fast'], /^mamba-ts: error: train: --lr must be a number >= 0, got "fast"$/],
   [
     [...base, '--val-fraction', '0.9'],
