@@ -372,3 +372,22 @@ test('zero, accumulate, concat, sumOfSquares, negExp', async (t) => {
     EXACT,
   );
 });
+
+test('checkGrad: a gradient off by a factor 1 + 1e-3 or with one wrong element fails', (t) => {
+  const rand = rngFor(t);
+  const x = draw(rand, 6);
+  const dy = draw(rand, 6);
+  const grad = x.map((v, i) => dy[i] * Math.cos(v)); // d Σ dy · sin(x)
+  const check = (analytic: Float64Array) =>
+    checkGrad(t, {
+      name: 'sin',
+      inputs: { x },
+      forward: (v) => v['x'].map(Math.sin),
+      analytic: { x: analytic },
+      dy,
+      tol: TOL,
+    });
+  assert.ok(check(grad) <= 1e-8);
+  assert.throws(() => check(grad.map((g) => g * (1 + 1e-3))));
+  assert.throws(() => check(grad.map((g, i) => (i === 3 ? g + 0.01 : g))));
+});

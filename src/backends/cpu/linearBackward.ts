@@ -28,7 +28,7 @@ function room(slot: number, length: number): Float32Array {
 }
 
 /** dst (c1 − c0, r1 − r0) = src[r0:r1, c0:c1]ᵀ for a row-major src with `cols` columns (or += when `add`). */
-export function transpose(
+function transpose(
   dst: Float32Array,
   src: Float32Array,
   cols: number,
