@@ -2,7 +2,8 @@
 // db += Σ_t dy. The two products are most of a training step's time, so both run on the threaded,
 // register-tiled linear() of matmul.ts, whose kernels reduce over contiguous rows of both operands:
 // dx (t, k) = dy (t, n) · (Wᵀ (k, n))ᵀ and dW (n, k) = dyᵀ (n, t) · (xᵀ (k, t))ᵀ, after cache-blocked
-// transposes (O(t·(n + k) + n·k) copies against O(t·n·k) work).
+// transposes (O(t·(n + k) + n·k) copies against O(t·n·k) work), which the worker pool shares out too
+// (run alone they cost ~25% of the LM head's backward on 16 threads).
 // Blocks. Each product runs in blocks of at most T_BLOCK tokens and N_BLOCK outputs, so that the
 // scratches and the per-thread packed copies of linear() stay bounded when t or n is large (the LM
 // head has n = vocab): dW sums its token blocks, dx its output blocks (the reduction of dy · W),
@@ -11,13 +12,12 @@
 // SAB and registers each one once).
 
 import { linear } from './matmul.ts';
-import { sharedF32 } from './threads.ts';
+import { parallelTranspose, sharedF32 } from './threads.ts';
+import { transposeCols } from './transpose.ts';
 
 /** Tokens and outputs per block of the products (packed left operand ≤ 32 MiB of doubles). */
 const T_BLOCK = 2048;
 const N_BLOCK = 2048;
-/** Side of the square tiles of the transpose: 32 × 32 floats of source and of destination. */
-const TILE = 32;
 
 const scratch: Float32Array[] = [sharedF32(0), sharedF32(0), sharedF32(0)];
 
@@ -26,6 +26,8 @@ function room(slot: number, length: number): Float32Array {
   if (scratch[slot].length < length) scratch[slot] = sharedF32(Math.max(length, 2 * scratch[slot].length));
   return scratch[slot].subarray(0, length);
 }
+
+const none = () => -1;
 
 /** dst (c1 − c0, r1 − r0) = src[r0:r1, c0:c1]ᵀ for a row-major src with `cols` columns (or += when `add`). */
 function transpose(
@@ -37,18 +39,9 @@ function transpose(
   c0: number,
   c1: number,
   add = false,
-): void {
-  const rows = r1 - r0;
-  for (let rb = r0; rb < r1; rb += TILE) {
-    const re = Math.min(r1, rb + TILE);
-    for (let cb = c0; cb < c1; cb += TILE) {
-      const ce = Math.min(c1, cb + TILE);
-      for (let c = cb; c < ce; c++) {
-        const d = (c - c0) * rows - r0;
-        if (add) for (let r = rb; r < re; r++) dst[d + r] += src[r * cols + c];
-        else for (let r = rb; r < re; r++) dst[d + r] = src[r * cols + c];
-      }
-    }
+) {
+  if (!parallelTranspose(dst, src, cols, r0, r1, c0, c1, add, transposeCols)) {
+    transposeCols(dst, 0, src, 0, cols, r0, r1, c0, c1, add, c1 - c0, 0, none);
   }
 }
 

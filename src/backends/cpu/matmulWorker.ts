@@ -1,6 +1,7 @@
 // Worker thread of the linear() pool (threads.ts): waits for a job in the shared control block,
 // marks itself BUSY, claims column chunks from the top and runs linearCols on them, reading x and
-// bias from the shared arena and writing out there; then clears BUSY. SharedArrayBuffers arrive
+// bias from the shared arena and writing out there (or, for a TRANSPOSE job, transposeCols between
+// two registered buffers); then clears BUSY. SharedArrayBuffers arrive
 // once each on a MessagePort, read synchronously with receiveMessageOnPort whenever ctrl[POSTED]
 // is ahead of what this worker has consumed. Never returns to its event loop.
 
@@ -8,22 +9,35 @@ import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_
 import { linearCols } from './matmul.ts';
 import {
   A_ID,
+  ADD,
   B_OFF,
   BUSY,
+  C0,
+  C1,
+  COLS,
   claim,
+  D_ID,
+  D_OFF,
   FAILED,
   K,
+  KIND,
   M,
   N,
   O_OFF,
   POSTED,
+  R0,
+  R1,
   READY,
+  S_ID,
+  S_OFF,
   SEQ,
+  TRANSPOSE,
   W_ID,
   W_OFF,
   WIDTH,
   waitWhile,
 } from './threads.ts';
+import { transposeCols } from './transpose.ts';
 
 const { ctrl, port } = workerData as { ctrl: Int32Array; port: MessagePort };
 const views = new Map<number, Float32Array>();
@@ -52,7 +66,26 @@ for (let seq = 0; ; ) {
   Atomics.add(ctrl, BUSY, 1);
   try {
     const first = claimHigh();
-    if (first >= 0) {
+    if (first >= 0 && ctrl[KIND] === TRANSPOSE) {
+      const [src, dst] = [view(ctrl[S_ID]), view(ctrl[D_ID])];
+      const [cols, r0, r1, c0, c1] = [ctrl[COLS], ctrl[R0], ctrl[R1], ctrl[C0], ctrl[C1]];
+      const add = ctrl[ADD] === 1;
+      transposeCols(
+        dst,
+        ctrl[D_OFF],
+        src,
+        ctrl[S_OFF],
+        cols,
+        r0,
+        r1,
+        c0,
+        c1,
+        add,
+        ctrl[WIDTH],
+        first,
+        claimHigh,
+      );
+    } else if (first >= 0) {
       const arena = view(ctrl[A_ID]);
       const bOff = ctrl[B_OFF];
       const w = view(ctrl[W_ID]);

@@ -19,6 +19,11 @@
 // thread copies them back: O(m·(k + n)) against O(m·n·k) work, about a microsecond at decode and
 // < 1% at prefill, where registering every fresh activation buffer would cost a postMessage each.
 //
+// Jobs. The pool also runs the transposes of linearBackward.ts (transposeCols over column chunks,
+// ctrl[KIND] = TRANSPOSE), whose source and destination must both live in SharedArrayBuffers; those
+// are registered like weights (training activations: a postMessage per fresh buffer, on jobs of
+// at least MIN_MOVES values only).
+//
 // Size: MAMBA_TS_THREADS threads in all (main included; 0 or 1: no workers), by default
 // os.availableParallelism(). Workers start on the first large enough job, with weights in a SAB, and
 // are unref'd, so they never keep the process alive. Left out: other ops, calls from workers.
@@ -26,9 +31,12 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { linearCols } from './matmul.ts';
+import type { transposeCols } from './transpose.ts';
 
 /** One thread's part of a job (see linearCols): claimed column chunks, arrays from element offsets. */
 export type LinearChunks = typeof linearCols;
+/** One thread's part of a transpose job (see transposeCols). */
+export type TransposeChunks = typeof transposeCols;
 
 /** Control block slots (Int32). */
 export const SEQ = 0;
@@ -46,7 +54,23 @@ export const A_ID = 11;
 export const B_OFF = 12;
 export const O_OFF = 13;
 export const WIDTH = 14;
-const SLOTS = 15;
+export const KIND = 15;
+/** Transpose jobs: source and destination buffer ids and element offsets, cols, rectangle, add. */
+export const S_ID = 16;
+export const S_OFF = 17;
+export const D_ID = 18;
+export const D_OFF = 19;
+export const COLS = 20;
+export const R0 = 21;
+export const R1 = 22;
+export const C0 = 23;
+export const C1 = 24;
+export const ADD = 25;
+const SLOTS = 26;
+
+/** Job kinds (ctrl[KIND]). */
+export const LINEAR = 0;
+export const TRANSPOSE = 1;
 
 /** How long an idle thread polls before it sleeps in Atomics.wait (ms): waking a sleeping thread
  * takes ~50 µs on a VM, against ~1 µs for a polling one, and decode calls come every few tens of µs. */
@@ -56,6 +80,8 @@ const MIN_MACS = 1 << 15;
 /** Chunks per job at most (lo and hi fit a byte) and multiply-adds per chunk at least. */
 const MAX_CHUNKS = 128;
 const CHUNK_MACS = 1 << 14;
+/** Transposes below this many values run on the calling thread alone. */
+const MIN_MOVES = 1 << 16;
 /** How long the first parallel job waits for the workers to load before it gives up on them (ms). */
 const START_MS = 10_000;
 
@@ -174,6 +200,30 @@ function idOf(p: Pool, sab: SharedArrayBuffer): number {
 
 const claimLow = () => (pool === null ? -1 : claim(pool.ctrl, true));
 
+/** The pool, started on first use, or null when there are no workers to share with. */
+function workers(): Pool | null {
+  const threads = threadCount();
+  if (threads < 2) return null;
+  pool ??= startPool(threads - 1);
+  return pool.ports.length === 0 ? null : pool;
+}
+
+/**
+ * Publishes the job already written into ctrl as `chunks` chunks, runs the main thread's share
+ * (`mine`, from its first claimed chunk), and returns once no worker is busy with it.
+ */
+function runJob(p: Pool, chunks: number, mine: (first: number) => void): void {
+  const { ctrl } = p;
+  Atomics.store(ctrl, FAILED, 0);
+  Atomics.store(ctrl, NEXT, chunks << 8);
+  Atomics.add(ctrl, SEQ, 1);
+  Atomics.notify(ctrl, SEQ);
+  const first = claim(ctrl, true);
+  if (first >= 0) mine(first);
+  for (let busy = Atomics.load(ctrl, BUSY); busy !== 0; ) busy = waitWhile(ctrl, BUSY, busy);
+  if (Atomics.load(ctrl, FAILED) !== 0) throw new Error('cpu threads: a worker thread failed');
+}
+
 /**
  * Runs linear() on the pool and returns true, or returns false (the caller runs it alone) when there
  * are no workers, the job is small or w is not backed by a SharedArrayBuffer.
@@ -189,11 +239,8 @@ export function parallelLinear(
   kernel: LinearChunks,
 ): boolean {
   if (m * n * k < MIN_MACS || n < 16 || !(w.buffer instanceof SharedArrayBuffer)) return false;
-  const threads = threadCount();
-  if (threads < 2) return false;
-  pool ??= startPool(threads - 1);
-  const p = pool;
-  if (p.ports.length === 0) return false;
+  const p = workers();
+  if (p === null) return false;
   const { ctrl } = p;
   const xLen = m * k;
   const bLen = bias === null ? 0 : n;
@@ -205,6 +252,7 @@ export function parallelLinear(
   const cols = Math.max(n / MAX_CHUNKS, CHUNK_MACS / (m * k));
   const width = Math.min(n, Math.ceil(cols / 8) * 8);
   const chunks = Math.ceil(n / width);
+  ctrl[KIND] = LINEAR;
   ctrl[M] = m;
   ctrl[N] = n;
   ctrl[K] = k;
@@ -214,18 +262,50 @@ export function parallelLinear(
   ctrl[B_OFF] = bias === null ? -1 : xLen;
   ctrl[O_OFF] = oOff;
   ctrl[WIDTH] = width;
-  Atomics.store(ctrl, FAILED, 0);
-  Atomics.store(ctrl, NEXT, chunks << 8);
-  Atomics.add(ctrl, SEQ, 1);
-  Atomics.notify(ctrl, SEQ);
-  const first = claim(ctrl, true);
-  if (first >= 0) kernel(out, 0, x, 0, w, 0, bias, 0, m, n, k, width, first, claimLow);
-  for (let busy = Atomics.load(ctrl, BUSY); busy !== 0; ) busy = waitWhile(ctrl, BUSY, busy);
-  if (Atomics.load(ctrl, FAILED) !== 0) throw new Error('linear: a worker thread failed');
+  runJob(p, chunks, (first) => kernel(out, 0, x, 0, w, 0, bias, 0, m, n, k, width, first, claimLow));
   const split = Math.min(n, (Atomics.load(ctrl, NEXT) & 255) * width);
   if (split < n) {
     for (let i = 0; i < m; i++)
       out.set(arena.subarray(oOff + i * n + split, oOff + (i + 1) * n), i * n + split);
   }
+  return true;
+}
+
+/**
+ * Runs transposeCols on the pool over the rectangle [r0, r1) × [c0, c1) of src (row-major, `cols`
+ * columns) into dst, column chunks of a multiple of 32, and returns true; or returns false (the
+ * caller runs it alone) when there are no workers, the job is small or an array is not shared.
+ */
+export function parallelTranspose(
+  dst: Float32Array,
+  src: Float32Array,
+  cols: number,
+  r0: number,
+  r1: number,
+  c0: number,
+  c1: number,
+  add: boolean,
+  kernel: TransposeChunks,
+): boolean {
+  if ((r1 - r0) * (c1 - c0) < MIN_MOVES) return false;
+  if (!(dst.buffer instanceof SharedArrayBuffer) || !(src.buffer instanceof SharedArrayBuffer)) return false;
+  const p = workers();
+  if (p === null) return false;
+  const { ctrl } = p;
+  const width = Math.max(32, Math.ceil((c1 - c0) / MAX_CHUNKS / 32) * 32);
+  ctrl[KIND] = TRANSPOSE;
+  ctrl[S_ID] = idOf(p, src.buffer);
+  ctrl[S_OFF] = src.byteOffset >> 2;
+  ctrl[D_ID] = idOf(p, dst.buffer);
+  ctrl[D_OFF] = dst.byteOffset >> 2;
+  ctrl[COLS] = cols;
+  ctrl[R0] = r0;
+  ctrl[R1] = r1;
+  ctrl[C0] = c0;
+  ctrl[C1] = c1;
+  ctrl[ADD] = add ? 1 : 0;
+  ctrl[WIDTH] = width;
+  const chunks = Math.ceil((c1 - c0) / width);
+  runJob(p, chunks, (first) => kernel(dst, 0, src, 0, cols, r0, r1, c0, c1, add, width, first, claimLow));
   return true;
 }
