@@ -40,14 +40,14 @@ function checker(t: { diagnostic(m: string): void }) {
   };
 }
 
-function chunkLength(t: { after(fn: () => void): void }, histValues: number): void {
-  scanBackwardTuning.histValues = histValues;
+function chunkLength(t: { after(fn: () => void): void }, chunk: number): void {
+  scanBackwardTuning.chunk = chunk;
   t.after(() => {
-    scanBackwardTuning.histValues = 256;
+    scanBackwardTuning.chunk = 0;
   });
 }
 
-// [b, l, d, n, lc]: lc = the chunk length forced (histValues = lc·n).
+// [b, l, d, n, lc]: lc = the chunk length forced.
 for (const [b, l, d, n, lc] of [
   [2, 23, 5, 3, 4],
   [1, 45, 70, 16, 8],
@@ -56,7 +56,7 @@ for (const [b, l, d, n, lc] of [
 ] as const) {
   test(`selectiveScanBackward b=${b} l=${l} d=${d} n=${n} chunk=${lc}`, { skip }, async (t) => {
     const rand = rngFor(t);
-    chunkLength(t, lc * n);
+    chunkLength(t, lc);
     const [u, delta, z] = [both(rand, [b, l, d]), both(rand, [b, l, d]), both(rand, [b, l, d])];
     const deltaBias = both(rand, [d], () => uniform(rand, -3, 0));
     const A = both(rand, [d, n], () => -Math.exp(uniform(rand, -1, 1.5)));
@@ -91,7 +91,7 @@ for (const [b, l, h, p, g, n, lc, dtMax] of [
   const name = `ssdBackward b=${b} l=${l} h=${h} p=${p} g=${g} n=${n} chunk=${lc} dtMax=${dtMax}`;
   test(name, { skip }, async (t) => {
     const rand = rngFor(t);
-    chunkLength(t, lc * n);
+    chunkLength(t, lc);
     const dtMin = 0.01;
     const x = both(rand, [b, l, h * p]);
     const dtData = Float32Array.from({ length: b * l * h }, () => normal(rand));

@@ -10,8 +10,8 @@
 //   dB_t = Σ_lanes g_t Δ_t u_t,  dC_t = Σ_lanes dout_t h_t
 // Mamba writes du, dδ = dΔ·softplus' and dz = dy·(C·h + D u)·SiLU'(z) per (position, channel).
 // Sums over lanes (dB, dC; SSD also dΔ over the head's channels, times softplus' and the clamp
-// mask) go through workgroup memory each position: R = 2N (+1) values per position and lane
-// block, written to `part`; per-chunk sums of dA and dD per lane go to `dAD`. The
+// mask) go through workgroup memory, T positions at a time (T·R·(W + 1), R = 2N (+1); after a
+// barrier each thread sums whole rows of W): R values per position and lane block go to `part`; per-chunk sums of dA and dD per lane go to `dAD`. The
 // reduction kernel (scanBackwardReduce.ts) finishes every sum in a fixed order: deterministic.
 // Bindings: 0..8 the inputs (scanBackwardHeader.ts) · 9 S (b, K, lanes, N) · 10 G (b, K, lanes, N)
 // · 11 du (b, l, lanes) · 12 dδ (b, l, d) · 13 dz (b, l, d) (SSD: any buffers, unwritten) ·
@@ -23,7 +23,7 @@ import { inputsWgsl } from './scanBackwardHeader.ts';
 /** Values per position and lane block that pass 3 reduces: dB, dC (N each), SSD's dΔ. */
 export const reducedValues = (n: number, ssd: boolean) => 2 * n + (ssd ? 1 : 0);
 
-export function gradsWgsl(n: number, ssd: boolean, lc: number, w: number): string {
+export function gradsWgsl(n: number, ssd: boolean, lc: number, w: number, steps: number): string {
   const r = reducedValues(n, ssd);
   return /* wgsl */ `${inputsWgsl(n, ssd)}
 @group(0) @binding(9) var<storage, read> S: array<f32>;
@@ -37,7 +37,9 @@ export function gradsWgsl(n: number, ssd: boolean, lc: number, w: number): strin
 const LC = ${lc}u;
 const W = ${w}u;
 const R = ${r}u;
-var<workgroup> red: array<f32, ${w * r}>;
+const T = ${steps}u;
+const W1 = ${w + 1}u; // a row of W lanes, padded: the row sums read without bank conflicts
+var<workgroup> red: array<f32, ${steps * r * (w + 1)}>; // (T, R, W + 1)
 
 @compute @workgroup_size(${w})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -76,51 +78,60 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let skip = D[paramIndex(lane)];
   var dD = 0.0;
-  for (var t = t1; t > t0; t--) {
-    let k = t - 1u - t0;
-    let row = bi * params.l + t - 1u;
-    let at = row * lanes + lane;
-    let dd = deltaAt(row, lane);
-    let dl = dd.x;
-    let x = u[at];
-    let bc = bcAt(row, lane);
-    let dout = doutAt(row, lane);
-    var dx = dout * skip;
-    var ddl = 0.0;
-    var cy = 0.0;
-    for (var i = 0u; i < N; i++) {
-      let ht = hist[k * N + i];
-      var hp = h0[i];
-      if (k > 0u) { hp = hist[(k - 1u) * N + i]; }
-      let ci = C[bc + i];
-      let bv = B[bc + i];
-      let gi = g[i] + dout * ci;
-      let e = exp(dl * a[i]);
-      cy += ci * ht;
-      dx += gi * dl * bv;
-      ddl += gi * (bv * x + a[i] * e * hp);
-      dA[i] += gi * dl * e * hp;
-      g[i] = e * gi;
-      red[i * W + lid] = select(0.0, gi * dl * x, valid);
-      red[(N + i) * W + lid] = select(0.0, dout * ht, valid);
-    }
-    dD += dout * x;
-    if (valid) {
-      du[at] = dx;
-      if (!SSD) {
-        let zz = z[at];
-        let sg = sigmoid(zz);
-        dz[at] = dy[at] * (cy + skip * x) * sg * (1.0 + zz * (1.0 - sg));
-        dDelta[at] = ddl * dd.y;
+  var t = t1;
+  while (t > t0) { // blocks of up to T positions, last first
+    let steps = min(T, t - t0);
+    for (var j = 0u; j < steps; j++) {
+      t -= 1u;
+      let k = t - t0;
+      let row = bi * params.l + t;
+      let at = row * lanes + lane;
+      let dd = deltaAt(row, lane);
+      let dl = dd.x;
+      let x = u[at];
+      let bc = bcAt(row, lane);
+      let dout = doutAt(row, lane);
+      var dx = dout * skip;
+      var ddl = 0.0;
+      var cy = 0.0;
+      let slot = j * R * W1 + lid;
+      for (var i = 0u; i < N; i++) {
+        let ht = h[i]; // h_t: the previous step's h_{t−1}, or the chunk's last state
+        var hp = h0[i];
+        if (k > 0u) { hp = hist[(k - 1u) * N + i]; }
+        h[i] = hp;
+        let ci = C[bc + i];
+        let bv = B[bc + i];
+        let gi = g[i] + dout * ci;
+        let e = exp(dl * a[i]);
+        cy += ci * ht;
+        dx += gi * dl * bv;
+        ddl += gi * (bv * x + a[i] * e * hp);
+        dA[i] += gi * dl * e * hp;
+        g[i] = e * gi;
+        red[slot + i * W1] = select(0.0, gi * dl * x, valid);
+        red[slot + (N + i) * W1] = select(0.0, dout * ht, valid);
       }
+      dD += dout * x;
+      if (valid) {
+        du[at] = dx;
+        if (!SSD) {
+          let zz = z[at];
+          let sg = sigmoid(zz);
+          dz[at] = dy[at] * (cy + skip * x) * sg * (1.0 + zz * (1.0 - sg));
+          dDelta[at] = ddl * dd.y;
+        }
+      }
+      if (SSD) { red[slot + 2u * N * W1] = select(0.0, ddl * dd.y, valid); }
     }
-    if (SSD) { red[2u * N * W + lid] = select(0.0, ddl * dd.y, valid); }
+    // Position t + steps − 1 − j of the block is slot j: each thread sums whole rows of W.
     workgroupBarrier();
-    let out = ((row * params.H + hh) * params.PB + pb) * R;
-    for (var o = lid; o < R; o += W) {
+    for (var q = lid; q < steps * R; q += W) {
+      let j = q / R;
+      let row = bi * params.l + t + steps - 1u - j;
       var s = 0.0;
-      for (var j = 0u; j < W; j++) { s += red[o * W + j]; }
-      part[out + o] = s;
+      for (var k = 0u; k < W; k++) { s += red[q * W1 + k]; }
+      part[((row * params.H + hh) * params.PB + pb) * R + q % R] = s;
     }
     workgroupBarrier();
   }

@@ -16,10 +16,11 @@ import { carryWgsl, localWgsl } from './scanBackwardChunks.ts';
 import { gradsWgsl, reducedValues } from './scanBackwardGrads.ts';
 
 /**
- * histValues: the private array of recomputed states per thread (LC·N values: it sets the chunk
- * length LC = histValues / N); maxChunk: the longest chunk. Tests may change them.
+ * chunk: the chunk length LC (0: automatic, ⌊256/N⌋ within [8, 32], so that the private array of
+ * recomputed states, LC·N values per thread, stays small where N is); sharedBytes: the workgroup
+ * memory of the grads pass's sums over lanes. Tests and benchmarks may change them.
  */
-export const scanBackwardTuning = { histValues: 256, maxChunk: 32 };
+export const scanBackwardTuning = { chunk: 0, sharedBytes: 16384 };
 
 export interface Recurrence {
   u: GpuTensor; // (b, l, lanes)
@@ -51,12 +52,14 @@ export function recurrenceBackward(be: WebGpuBackend, r: Recurrence): Recurrence
   const { b, l, H, P, G, n } = r.dims;
   const ssd = r.z === null;
   const lanes = H * P;
-  const { histValues, maxChunk } = scanBackwardTuning;
-  const lc = Math.max(1, Math.min(maxChunk, Math.floor(histValues / n)));
+  const lc = scanBackwardTuning.chunk || Math.max(8, Math.min(32, Math.floor(256 / n)));
   const chunks = Math.ceil(l / lc);
   const values = reducedValues(n, ssd);
+  // W lanes per workgroup and T positions per reduction within the workgroup memory budget.
+  const budget = Math.min(scanBackwardTuning.sharedBytes, be.limits.maxComputeWorkgroupStorageSize);
   let w = 64;
-  while (w > 1 && w * values * 4 > be.limits.maxComputeWorkgroupStorageSize) w /= 2;
+  while (w > 1 && (w + 1) * values * 4 > budget) w /= 2;
+  const steps = Math.max(1, Math.min(lc, Math.floor(budget / ((w + 1) * values * 4))));
   const blocks = Math.ceil(P / w);
   const limits = [{ f32: r.dtLimit[0] }, { f32: Math.min(r.dtLimit[1], 3.4e38) }];
   const base = [l, H, P, G, chunks, blocks, ...limits];
@@ -86,7 +89,7 @@ export function recurrenceBackward(be: WebGpuBackend, r: Recurrence): Recurrence
   // SSD writes no dδ or dz: two distinct unwritten buffers (writable bindings may not alias).
   const unused = ssd ? [be.alloc([1]), be.alloc([1])] : [];
   be.dispatch(
-    { name: 'scanBackwardGrads', wgsl: gradsWgsl(n, ssd, lc, w) },
+    { name: 'scanBackwardGrads', wgsl: gradsWgsl(n, ssd, lc, w, steps) },
     [...inputs, S, Gr, du, dDelta ?? unused[0], dz ?? unused[1], part, dAD],
     [...base, 0, 0],
     [blocks, H, b * chunks],
