@@ -94,6 +94,19 @@ export interface Backend {
    * scan with the D skip and the SiLU(z) gate → y (b, 1, dInner). Both states advance.
    */
   mambaStep(args: MambaStepArgs): Tensor;
+  /**
+   * addRmsNorm, then linear on its normed output, fused where the backend can (decoding: the
+   * projection normalises its own input): residual' = x + residual (or x), out = RMSNorm(residual')
+   * · normWeight · weightᵀ + bias → (t, n). The returned residual may be the given one, updated.
+   */
+  addRmsNormLinear(
+    x: Tensor,
+    residual: Tensor | null,
+    normWeight: Tensor,
+    eps: number,
+    weight: Tensor,
+    bias: Tensor | null,
+  ): { residual: Tensor; out: Tensor };
 }
 
 export interface MambaStepArgs {

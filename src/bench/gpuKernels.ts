@@ -4,15 +4,19 @@
 // and is the median of several repetitions; GPU work is waited for with onSubmittedWorkDone.
 // Inputs are random (never zeros). The timing and inputs are gpuTiming.ts's, shared with
 // `mamba-ts bench --backend webgpu` (the table of record); this script adds the matmul kernels,
-// --only=/--skip= filters and the one-submit decode variant. Prints a table and writes JSON.
+// --only=/--skip= filters, split-k and tile variants of the linear layers at m = 64, and greedy
+// decoding through the fused previews (fusedPreview.ts) at several flushEvery values. Prints a
+// table and writes JSON.
 // Run (after npm run build): node dist/src/bench/gpuKernels.js [--quick] [--json out.json]
 //   --quick uses tiny shapes (for a smoke test on lavapipe).
 
 import { writeFileSync } from 'node:fs';
+import { linearTuning } from '../backends/webgpu/kernels/linear.ts';
 import { backendTuning, WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
 import { CausalLM } from '../models/causalLM.ts';
 import { initParameters } from '../models/init.ts';
 import { presetConfig } from '../models/presets.ts';
+import { fusedMambaPreview } from './fusedPreview.ts';
 import { GpuTimer, selectiveScanBytes, ssdBytes } from './gpuTiming.ts';
 
 const argv = process.argv.slice(2);
@@ -51,18 +55,32 @@ async function kernels(): Promise<void> {
         ['matvec out_proj m1 n768 k1536', 1, 768, 1536],
         ['matvec in_proj m8 n3072 k768', 8, 3072, 768],
         ['matmul in_proj m64 n3072 k768', 64, 3072, 768],
+        ['matmul out_proj m64 n768 k1536', 64, 768, 1536],
+        ['matmul lm_head m64 n50280 k768', 64, 50280, 768],
         ['matmul in_proj m2048 n3072 k768', 2048, 3072, 768],
         ['matmul out_proj m2048 n768 k1536', 2048, 768, 1536],
         ['matmul x_proj m2048 n80 k1536', 2048, 80, 1536],
       ];
+  // At m = 64 (batched decoding) also other split-k targets (1: no split) and 64-tiles only.
+  const defaults = { ...linearTuning };
   for (const [name, m, n, k] of lin) {
-    if (!want(name)) continue;
-    const x = random([m, k]);
-    const w = random([n, k]);
-    const ms = await time(() => be.linear(x, w, null), 5, quick ? 2 : 20);
-    const gflops = (2 * m * n * k) / ms / 1e6;
-    const gbps = ((m * k + n * k + m * n) * 4) / ms / 1e6;
-    rows.push({ name, ms, gflops, gbps });
+    const sweep = m === 64 && !quick ? [1, 64, 128, 512, 1024] : [];
+    for (const [splitKTarget, minTiles128] of [
+      [defaults.splitKTarget, defaults.minTiles128],
+      ...sweep.map((target) => [target, defaults.minTiles128]),
+      ...(m === 64 ? [[defaults.splitKTarget, 1e9]] : []),
+    ]) {
+      const label = `${name}${splitKTarget === defaults.splitKTarget ? '' : ` splitK${splitKTarget}`}${minTiles128 === defaults.minTiles128 ? '' : ' tile64'}`;
+      if (!want(label)) continue;
+      Object.assign(linearTuning, { splitKTarget, minTiles128 });
+      const x = random([m, k]);
+      const w = random([n, k]);
+      const ms = await time(() => be.linear(x, w, null), 5, quick ? 2 : 20);
+      const gflops = (2 * m * n * k) / ms / 1e6;
+      const gbps = ((m * k + n * k + m * n) * 4) / ms / 1e6;
+      rows.push({ name: label, ms, gflops, gbps });
+      Object.assign(linearTuning, defaults);
+    }
   }
   // Selective scan alone: one layer of Mamba 130m, batch 8 x 2048.
   {
@@ -111,24 +129,29 @@ async function models(): Promise<void> {
       const ms = await timer.prefill(model, 1, len);
       rows.push({ name, ms, tokensPerSecond: len / (ms / 1000) });
     }
+    // Greedy decoding (ids back) through the model's ops and, for Mamba, the fused previews,
+    // with dispatches submitted every flushEvery (1e9: once per step).
     const flushDefault = backendTuning.flushEvery;
-    for (const [batch, flushEvery] of [
-      [1, flushDefault],
-      [1, 1e9],
-      [quick ? 3 : 64, flushDefault],
-    ]) {
-      backendTuning.flushEvery = flushEvery;
-      const name = `${family} decode b${batch}${flushEvery === flushDefault ? '' : ' one submit'}`;
-      if (!want(name)) continue;
-      const steps = quick ? 4 : batch === 1 ? 64 : 32;
-      const { ms, recordMs, dispatches: perStep } = await timer.decode(model, batch, steps);
-      rows.push({
-        name,
-        ms,
-        tokensPerSecond: batch / (ms / 1000),
-        note: `record ${recordMs.toFixed(2)} ms/step, ${perStep} dispatches`,
-      });
+    const levels = family === 'mamba' ? ([null, 'mixer', 'norm'] as const) : ([null] as const);
+    for (const batch of [1, quick ? 3 : 64]) {
+      for (const level of levels) {
+        for (const flushEvery of [16, 32, flushDefault, 96, 1e9]) {
+          const name = `${family} decode b${batch} ${level ?? 'ops'} flush${flushEvery}`;
+          if (!want(name)) continue;
+          backendTuning.flushEvery = flushEvery;
+          fusedMambaPreview(level);
+          const steps = quick ? 4 : batch === 1 ? 64 : 32;
+          const { ms, recordMs, dispatches: perStep } = await timer.decode(model, batch, steps, true);
+          rows.push({
+            name,
+            ms,
+            tokensPerSecond: batch / (ms / 1000),
+            note: `record ${recordMs.toFixed(2)} ms/step, ${perStep} dispatches`,
+          });
+        }
+      }
       backendTuning.flushEvery = flushDefault;
+      fusedMambaPreview(null);
     }
   }
 }

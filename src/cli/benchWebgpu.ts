@@ -147,11 +147,11 @@ export async function benchWebgpu(values: Values): Promise<void> {
         tokensPerSecond: tokens / (ms / 1000),
       });
     }
-    // Mamba also decodes through the fused mixer, as src/models/mamba.ts will (fusedPreview.ts).
-    const variants = family === 'mamba' ? ['logits', 'greedy', 'fused'] : ['logits', 'greedy'];
+    // Mamba also decodes through the fused ops, as src/models will (src/bench/fusedPreview.ts).
+    const variants = family === 'mamba' ? ['logits', 'greedy', 'mixer', 'norm'] : ['logits', 'greedy'];
     for (const batch of shapes.decode) {
       for (const variant of variants) {
-        fusedMambaPreview(variant === 'fused');
+        fusedMambaPreview(variant === 'mixer' || variant === 'norm' ? variant : null);
         const steps = shapes.decodeSteps(batch);
         const { ms, recordMs, dispatches } = await timer.decode(model, batch, steps, variant !== 'logits');
         rows.push({
@@ -159,7 +159,8 @@ export async function benchWebgpu(values: Values): Promise<void> {
           what: {
             logits: 'decode (logits back)',
             greedy: 'decode greedy (ids back)',
-            fused: 'decode greedy, fused mixer',
+            mixer: 'decode greedy, fused mixer',
+            norm: 'decode greedy, fused mixer + norms',
           }[variant]!,
           shape: `b${batch}`,
           tokens: batch,
@@ -171,7 +172,7 @@ export async function benchWebgpu(values: Values): Promise<void> {
           profiles.push({ family, batch, variant, ...(await timer.decodeGpu(model, batch)) });
         }
       }
-      fusedMambaPreview(false);
+      fusedMambaPreview(null);
     }
     if (family === 'mamba') {
       const [b, l, d, n] = shapes.scan;

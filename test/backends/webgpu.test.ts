@@ -348,3 +348,44 @@ for (const [l, n, pad] of [
     await same(t, 'state', state[0], state[1]);
   });
 }
+
+// addRmsNorm fused into the projection's matvec (m ≤ 8: one dispatch, vec4 rows when k % 4 == 0,
+// scalar otherwise; several blocks of rows at m = 8 with matvecMaxM 64) and the two-op fallback
+// (m = 9); with and without a residual and a bias.
+for (const [m, k, n, maxM] of [
+  [1, 96, 70, 8],
+  [3, 33, 17, 8],
+  [8, 100, 40, 8],
+  [19, 64, 33, 64],
+  [9, 36, 20, 8],
+] as const) {
+  test(`addRmsNormLinear m=${m} k=${k} n=${n} matvecMaxM=${maxM}`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    const g = gpu as Backend;
+    linearTuning.matvecMaxM = maxM;
+    t.after(() => {
+      linearTuning.matvecMaxM = 8;
+    });
+    const [x, normWeight] = [both(rand, [m, 1, k]), both(rand, [k])];
+    const [weight, bias] = [both(rand, [n, k]), both(rand, [n])];
+    for (const withResidual of [false, true]) {
+      const residual = both(rand, [m, 1, k]);
+      const on = (i: 0 | 1) =>
+        [
+          x[i],
+          withResidual ? residual[i] : null,
+          normWeight[i],
+          1e-5,
+          weight[i],
+          withResidual ? bias[i] : null,
+        ] as const;
+      const before = (gpu as WebGpuBackend).dispatchCount;
+      const got = g.addRmsNormLinear(...on(1));
+      const fused = (gpu as WebGpuBackend).dispatchCount - before === 1;
+      assert.equal(fused, m <= maxM, 'one dispatch iff m ≤ matvecMaxM');
+      const want = cpu.addRmsNormLinear(...on(0));
+      await same(t, `out (residual ${withResidual})`, want.out, got.out);
+      await same(t, `residual (residual ${withResidual})`, want.residual, got.residual);
+    }
+  });
+}

@@ -6,7 +6,7 @@
 import { fail } from '../../core/errors.ts';
 import { type DType, numel, type Shape, showShape, type Tensor } from '../../core/tensor.ts';
 import type { Backend, MambaStepArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
-import { mambaStepOps } from '../mambaStepOps.ts';
+import { addRmsNormLinearOps, mambaStepOps } from '../composedOps.ts';
 import { causalConv1d } from './conv1d.ts';
 import { linear } from './matmul.ts';
 import { addRmsNorm, gatedRmsNorm } from './norm.ts';
@@ -208,5 +208,16 @@ export class CpuBackend implements Backend {
 
   mambaStep(args: MambaStepArgs): Tensor {
     return mambaStepOps(this, args);
+  }
+
+  addRmsNormLinear(
+    x: Tensor,
+    residual: Tensor | null,
+    normWeight: Tensor,
+    eps: number,
+    weight: Tensor,
+    bias: Tensor | null,
+  ) {
+    return addRmsNormLinearOps(this, x, residual, normWeight, eps, weight, bias);
   }
 }

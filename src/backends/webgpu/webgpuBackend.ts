@@ -17,7 +17,7 @@ import { GpuTensor, Usage } from './gpuTensor.ts';
 import { argmax } from './kernels/argmax.ts';
 import { conv1d } from './kernels/conv1d.ts';
 import { embedding } from './kernels/embedding.ts';
-import { linear } from './kernels/linear.ts';
+import { addRmsNormLinear, linear } from './kernels/linear.ts';
 import { mambaStep } from './kernels/mambaStep.ts';
 import { addRmsNorm, gatedRmsNorm } from './kernels/norm.ts';
 import { selectiveScan } from './kernels/selectiveScan.ts';
@@ -455,6 +455,26 @@ export class WebGpuBackend implements Backend {
 
   mambaStep(args: MambaStepArgs): Tensor {
     return mambaStep(this, args);
+  }
+
+  addRmsNormLinear(
+    x: Tensor,
+    residual: Tensor | null,
+    normWeight: Tensor,
+    eps: number,
+    weight: Tensor,
+    bias: Tensor | null,
+  ) {
+    const [xg, rg, w] = [x, residual, weight] as Array<GpuTensor | null>;
+    return addRmsNormLinear(
+      this,
+      xg!,
+      rg,
+      normWeight as GpuTensor,
+      eps,
+      this.dense(w!),
+      bias as GpuTensor | null,
+    );
   }
 }
 

@@ -17,6 +17,7 @@
 
 import { fail } from '../../../core/errors.ts';
 import { numel, showShape } from '../../../core/tensor.ts';
+import { addRmsNormLinearOps } from '../../composedOps.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
@@ -178,4 +179,35 @@ export function linear(
     workgroups,
   );
   return out;
+}
+
+/**
+ * Backend.addRmsNormLinear: for m ≤ matvecMaxM one matvec dispatch with the norm prologue (which
+ * writes x + residual, or x, to a new residual tensor), otherwise addRmsNorm and then linear.
+ */
+export function addRmsNormLinear(
+  be: WebGpuBackend,
+  x: GpuTensor,
+  residual: GpuTensor | null,
+  normWeight: GpuTensor,
+  eps: number,
+  weight: GpuTensor,
+  bias: GpuTensor | null,
+): { residual: GpuTensor; out: GpuTensor } {
+  const k = x.shape[x.shape.length - 1];
+  const m = numel(x.shape) / k;
+  const [n, kw] = weight.shape;
+  if (kw !== k) fail(`linear: input ${showShape(x.shape)} does not match weight ${showShape(weight.shape)}`);
+  if (m > linearTuning.matvecMaxM) {
+    return addRmsNormLinearOps(be, x, residual, normWeight, eps, weight, bias) as {
+      residual: GpuTensor;
+      out: GpuTensor;
+    };
+  }
+  const xd = be.dense(x);
+  const res = residual && be.dense(residual);
+  const out = be.alloc([...x.shape.slice(0, -1), n]);
+  const residualOut = be.alloc(x.shape);
+  matvec(be, xd, weight, bias, out, m, { residual: res, weight: normWeight, eps, residualOut });
+  return { residual: residualOut, out };
 }

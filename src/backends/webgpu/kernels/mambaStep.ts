@@ -15,10 +15,10 @@
 // (b, dInner, w−1) rw · 4 xProj (R + 2n, dInner) as vec4 · 5 dtProj (dInner, R) · 6 dtBias (dInner)
 // · 7 A (dInner, n) · 8 D (dInner) · 9 ssmState (b, dInner, n) rw · 10 y (b, dInner) ·
 // 11 params {hasBias}.
-// Reference: mambaStepOps in src/backends/mambaStepOps.ts (the model's ops), run on the CPU.
+// Reference: mambaStepOps in src/backends/composedOps.ts (the model's ops), run on the CPU.
 
 import type { MambaStepArgs } from '../../backend.ts';
-import { mambaStepOps } from '../../mambaStepOps.ts';
+import { mambaStepOps } from '../../composedOps.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 
