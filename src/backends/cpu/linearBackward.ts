@@ -65,7 +65,7 @@ function block(
 /**
  * into (r, c) = a (r, s) · b (c, s)ᵀ, or += when `add`. linear() copies its left operand whole into
  * every thread and shares out the columns, so the operand with fewer rows goes left: for r > c it
- * computes intoᵀ = b · aᵀ and transposes that into place. b and a must be SharedArrayBuffer-backed.
+ * computes intoᵀ = b · aᵀ and transposes that into place (threaded when the arrays are shared).
  */
 function product(
   into: Float32Array,
