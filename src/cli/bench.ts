@@ -2,7 +2,8 @@
 // default) for both families: prefill tokens/s (batch 1, --prefill tokens, LM head on the last
 // position as generation does), decode tokens/s (batch 1, --decode steps) and the peak resident
 // memory. Each family runs in its own child process so that peak memory is its own. Prints a
-// table and writes JSON. With --backend webgpu, the GPU table of benchWebgpu.ts instead.
+// table and writes JSON. With --backend webgpu, the GPU table of benchWebgpu.ts instead; with
+// --train, training steps (benchTrain.ts) on either backend.
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { CausalLM } from '../models/causalLM.ts';
 import { initParameters } from '../models/init.ts';
 import { presetConfig } from '../models/presets.ts';
 import { intOption, makeBackend, parse } from './args.ts';
+import { benchTrain } from './benchTrain.ts';
 import { benchWebgpu } from './benchWebgpu.ts';
 
 interface Row {
@@ -99,7 +101,15 @@ export async function benchCommand(argv: string[]): Promise<void> {
     quick: { type: 'boolean' },
     'peak-gbps': { type: 'string' },
     profile: { type: 'boolean' },
+    train: { type: 'boolean' },
+    batch: { type: 'string' },
+    'seq-len': { type: 'string' },
+    steps: { type: 'string' },
   });
+  if (values.train) return benchTrain(values);
+  for (const name of ['batch', 'seq-len', 'steps']) {
+    if (values[name] !== undefined) fail(`bench: --${name} needs --train`);
+  }
   if (values.backend === 'webgpu') return benchWebgpu(values);
   for (const name of ['quick', 'peak-gbps', 'profile']) {
     if (values[name] !== undefined) fail(`bench: --${name} needs --backend webgpu`);

@@ -39,6 +39,7 @@ commands:
             (or --out DIR --resume [--steps N] [--data PATH] [--backend B])
   bench     [--family mamba|mamba2] [--prefill N] [--decode N] [--json FILE]
             (GPU table: --backend webgpu [--quick] [--peak-gbps GBPS] [--json FILE])
+            (training: --train [--backend cpu|webgpu] [--preset P] [--batch B] [--seq-len L] [--steps N])
 `;
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,5 +1,5 @@
 // Named model sizes: the shapes of the published checkpoints (state-spaces/mamba-*-hf and
-// state-spaces/mamba2-*), plus "tiny" ones for tests and quick experiments. Each preset is the
+// state-spaces/mamba2-*), plus "tiny" ones for tests and quick experiments and "small" (the built-in model's shape). Each preset is the
 // config.json fields that differ from transformers' defaults.
 
 import { fail } from '../core/errors.ts';
@@ -36,9 +36,19 @@ const tiny: Fields = {
   initializer_range: 0.02,
 };
 
+/** The built-in model's size (MODEL_CARD.md): ~3.6 M parameters with a byte vocabulary. */
+const small: Fields = {
+  hidden_size: 256,
+  num_hidden_layers: 8,
+  vocab_size: 256,
+  state_size: 16,
+  initializer_range: 0.02,
+};
+
 const presets: Record<'mamba' | 'mamba2', Record<string, Fields>> = {
   mamba: {
     tiny,
+    small,
     '130m': mamba(768, 24),
     '370m': mamba(1024, 48),
     '790m': mamba(1536, 48),
@@ -47,6 +57,7 @@ const presets: Record<'mamba' | 'mamba2', Record<string, Fields>> = {
   },
   mamba2: {
     tiny: { ...tiny, num_heads: 8, head_dim: 16, n_groups: 1, chunk_size: 16, tie_word_embeddings: true },
+    small: { ...small, num_heads: 8, head_dim: 64, n_groups: 1, state_size: 64, tie_word_embeddings: true },
     '130m': mamba2(768, 24),
     '370m': mamba2(1024, 48),
     '780m': mamba2(1536, 48),

@@ -13,6 +13,8 @@ export class BufferPool {
   private readonly free = new Map<number, GPUBuffer[]>();
   private readonly age = new WeakMap<GPUBuffer, number>();
   private made = 0;
+  /** Bytes of every buffer the pool has made and not destroyed (its peak: it only grows until trim). */
+  bytes = 0;
 
   constructor(private readonly device: GPUDevice) {}
 
@@ -27,6 +29,7 @@ export class BufferPool {
     if (list === undefined || list.length === 0) {
       const buffer = this.device.createBuffer({ size, usage: USAGE });
       this.age.set(buffer, this.made++);
+      this.bytes += size;
       return buffer;
     }
     let best = 0;
@@ -47,7 +50,11 @@ export class BufferPool {
 
   /** Destroys every idle buffer (e.g. after a large prompt, to give memory back). */
   trim(): void {
-    for (const list of this.free.values()) for (const buffer of list) buffer.destroy();
+    for (const list of this.free.values())
+      for (const buffer of list) {
+        this.bytes -= buffer.size;
+        buffer.destroy();
+      }
     this.free.clear();
   }
 }

@@ -66,6 +66,7 @@ export class WebGpuBackend implements Backend {
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 0;
   private dispatches = 0;
+  private ownedBytes = 0;
   /** Dispatches recorded since the backend was made (benchmarks count them per step). */
   dispatchCount = 0;
   private readonly staging = new Map<number, GPUBuffer[]>();
@@ -119,6 +120,14 @@ export class WebGpuBackend implements Backend {
     if (this.context.error) fail(`webgpu backend: ${this.context.error}`);
   }
 
+  /**
+   * Bytes of GPU storage made so far: owned tensors (weights, states, gradients, moments; never
+   * freed by the backend) and the pool's buffers. Benchmarks report it as peak memory.
+   */
+  allocatedBytes(): number {
+    return this.ownedBytes + this.pool.bytes;
+  }
+
   /** A new tensor of `shape`; pooled (released by the enclosing tidy) unless `owned`. */
   alloc(shape: Shape, dtype: DType = 'f32', owned = false): GpuTensor {
     const bytes = numel(shape) * 4;
@@ -128,6 +137,7 @@ export class WebGpuBackend implements Backend {
         `webgpu backend: a tensor of ${showShape(shape)} needs ${bytes} bytes, over this adapter's maxStorageBufferBindingSize of ${max}`,
       );
     }
+    if (owned) this.ownedBytes += Math.max(16, Math.ceil(bytes / 16) * 16);
     const buffer = owned
       ? this.device.createBuffer({
           size: Math.max(16, Math.ceil(bytes / 16) * 16),
