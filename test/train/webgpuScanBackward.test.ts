@@ -125,3 +125,54 @@ for (const [b, l, h, p, g, n, lc, dtMax] of [
     c.done();
   });
 }
+
+// Inputs as the models pass them: column views of one projection output (Backend.split), which
+// the kernels read through dense copies or aligned bindings.
+test('selectiveScanBackward with z, B, C as split views', { skip }, async (t) => {
+  const rand = rngFor(t);
+  chunkLength(t, 4);
+  const [b, l, d, n, r] = [2, 19, 7, 5, 3];
+  const [u, delta, dy] = [both(rand, [b, l, d]), both(rand, [b, l, d]), both(rand, [b, l, d])];
+  const xz = both(rand, [b, l, 2 * d]);
+  const dbc = both(rand, [b, l, r + 2 * n]);
+  const deltaBias = both(rand, [d], () => uniform(rand, -3, 0));
+  const A = both(rand, [d, n], () => -Math.exp(uniform(rand, -1, 1.5)));
+  const [D, state] = [both(rand, [d]), both(rand, [b, d, n])];
+  const grads = [both(rand, [d]), both(rand, [d, n]), both(rand, [d])];
+  const on = (i: 0 | 1) => {
+    const be = i === 0 ? cpu : (gpu as Backend);
+    const [, z] = be.split(xz[i], [d, d]);
+    const [, B, C] = be.split(dbc[i], [r, n, n]);
+    const rest = { deltaBias: deltaBias[i], A: A[i], D: D[i], state: state[i] };
+    const g = { deltaBias: grads[0][i], ALog: grads[1][i], D: grads[2][i] };
+    return be.training.selectiveScanBackward({ u: u[i], delta: delta[i], B, C, z, ...rest }, dy[i], g);
+  };
+  const [want, got] = [on(0), on(1)];
+  const c = checker(t);
+  for (const key of ['du', 'dDelta', 'dz', 'dB', 'dC'] as const) await c.same(key, want[key], got[key]);
+  for (const [k, name] of ['deltaBias', 'ALog', 'D'].entries()) await c.same(name, grads[k][0], grads[k][1]);
+  c.done();
+});
+
+test('ssdBackward with x, B, C, dt as split views', { skip }, async (t) => {
+  const rand = rngFor(t);
+  chunkLength(t, 5);
+  const [b, l, h, p, g, n] = [2, 17, 4, 3, 2, 6];
+  const xbcdt = both(rand, [b, l, h * p + 2 * g * n + h]);
+  const dtBias = both(rand, [h], () => uniform(rand, -2, 0));
+  const A = both(rand, [h], () => -Math.exp(uniform(rand, -1, 1.5)));
+  const [D, state, dy] = [both(rand, [h]), both(rand, [b, h, p, n]), both(rand, [b, l, h * p])];
+  const grads = [both(rand, [h]), both(rand, [h]), both(rand, [h])];
+  const on = (i: 0 | 1) => {
+    const be = i === 0 ? cpu : (gpu as Backend);
+    const [x, B, C, dt] = be.split(xbcdt[i], [h * p, g * n, g * n, h]);
+    const rest = { dtBias: dtBias[i], dtLimit: [0, Number.POSITIVE_INFINITY] as const, A: A[i], D: D[i] };
+    const gr = { dtBias: grads[0][i], ALog: grads[1][i], D: grads[2][i] };
+    return be.training.ssdBackward({ x, B, C, dt, ...rest, state: state[i], chunkSize: 8 }, dy[i], gr);
+  };
+  const [want, got] = [on(0), on(1)];
+  const c = checker(t);
+  for (const key of ['dx', 'ddt', 'dB', 'dC'] as const) await c.same(key, want[key], got[key]);
+  for (const [k, name] of ['dtBias', 'ALog', 'D'].entries()) await c.same(name, grads[k][0], grads[k][1]);
+  c.done();
+});
