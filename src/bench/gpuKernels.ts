@@ -130,15 +130,24 @@ async function models(): Promise<void> {
       rows.push({ name, ms, tokensPerSecond: len / (ms / 1000) });
     }
     // Greedy decoding (ids back) through the model's ops and, for Mamba, the fused previews,
-    // with dispatches submitted every flushEvery (1e9: once per step).
-    const flushDefault = backendTuning.flushEvery;
+    // with the first submit of a step after flushFirst dispatches, then every flushEvery (1e9:
+    // once per step).
+    const flushDefault = { ...backendTuning };
     const levels = family === 'mamba' ? ([null, 'mixer', 'norm'] as const) : ([null] as const);
     for (const batch of [1, quick ? 3 : 64]) {
       for (const level of levels) {
-        for (const flushEvery of [16, 32, flushDefault, 96, 1e9]) {
-          const name = `${family} decode b${batch} ${level ?? 'ops'} flush${flushEvery}`;
+        for (const [flushFirst, flushEvery] of [
+          [flushDefault.flushFirst, flushDefault.flushEvery],
+          [16, 1e9],
+          [24, 1e9],
+          [32, 1e9],
+          [16, 48],
+          [32, 96],
+          [1e9, 1e9],
+        ]) {
+          const name = `${family} decode b${batch} ${level ?? 'ops'} flush${flushFirst},${flushEvery}`;
           if (!want(name)) continue;
-          backendTuning.flushEvery = flushEvery;
+          Object.assign(backendTuning, { flushFirst, flushEvery });
           fusedMambaPreview(level);
           const steps = quick ? 4 : batch === 1 ? 64 : 32;
           const { ms, recordMs, dispatches: perStep } = await timer.decode(model, batch, steps, true);
@@ -150,7 +159,7 @@ async function models(): Promise<void> {
           });
         }
       }
-      backendTuning.flushEvery = flushDefault;
+      Object.assign(backendTuning, flushDefault);
       fusedMambaPreview(null);
     }
   }

@@ -189,8 +189,8 @@ export class GpuTimer {
     const be = this.be;
     const state = model.newState(batch);
     const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % model.config.vocabSize); // (b)
-    const saved = backendTuning.flushEvery;
-    backendTuning.flushEvery = 1e9;
+    const saved = { ...backendTuning };
+    Object.assign(backendTuning, { flushFirst: 1e9, flushEvery: 1e9 });
     const times: number[] = [];
     try {
       for (let r = 0; r < 6; r++) {
@@ -202,7 +202,7 @@ export class GpuTimer {
         be.release(logits);
       }
     } finally {
-      backendTuning.flushEvery = saved;
+      Object.assign(backendTuning, saved);
     }
     if (!KernelProfile.available(be)) return { submitMs: median(times), kernels: null };
     const profile = new KernelProfile(be);

@@ -275,17 +275,20 @@ for (const [t, c] of [
   });
 }
 
-// The fused decoding mixer (d % 4 == 0: one kernel; d = 70: the unfused ops), two steps from
-// random states, with and without the conv bias; both states are compared after each step.
-for (const [d, convBias] of [
-  [72, true],
-  [72, false],
-  [70, true],
+// The fused decoding mixer (two dispatches), two steps from random states, with and without the
+// conv bias: blocks of 64 channels with the last one ragged, dt_proj rows and states read as vec4
+// (R, n % 4 == 0) or scalars; both states are compared after each step. w = 1 takes the
+// unfused ops.
+for (const [d, n, r, w, convBias] of [
+  [72, 16, 8, 4, true],
+  [70, 16, 6, 4, false],
+  [130, 6, 5, 3, true],
+  [20, 4, 4, 1, true],
 ] as const) {
-  test(`mambaStep d=${d} convBias=${convBias} (two steps)`, { skip }, async (t) => {
+  test(`mambaStep d=${d} n=${n} R=${r} w=${w} convBias=${convBias} (two steps)`, { skip }, async (t) => {
     const rand = rngFor(t);
     const g = gpu as Backend;
-    const [b, w, r, n] = [3, 4, 6, 16];
+    const b = 3;
     const weights = {
       convWeight: both(rand, [d, w], () => uniform(rand, -0.5, 0.5)),
       convBias: both(rand, [d]),
@@ -313,7 +316,7 @@ for (const [d, convBias] of [
       });
       const before = (gpu as WebGpuBackend).dispatchCount;
       const y = g.mambaStep(on(1));
-      assert.equal((gpu as WebGpuBackend).dispatchCount - before === 1, d % 4 === 0, 'fused iff d % 4 == 0');
+      assert.equal((gpu as WebGpuBackend).dispatchCount - before === 2, w > 1, 'fused iff w > 1');
       await same(t, `y step ${step}`, cpu.mambaStep(on(0)), y);
       await same(t, `conv state step ${step}`, convState[0], convState[1]);
       await same(t, `ssm state step ${step}`, ssmState[0], ssmState[1]);

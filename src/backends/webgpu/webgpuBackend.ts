@@ -36,12 +36,13 @@ export interface Kernel {
 
 const ARENA_BYTES = 1 << 20;
 /**
- * Dispatches recorded before a submit (keeps the GPU busy while the CPU records the rest). A
- * submit costs ~0.2 ms of CPU in Dawn on the H100, but at batch 1 the GPU time of a decoding step
- * (~150 small dispatches) is as long as its recording, so the GPU must start early: 128 was
- * slower than 48 in a same-run comparison.
+ * Dispatches recorded before a submit (keeps the GPU busy while the CPU records the rest):
+ * flushFirst after a read (the start of a decoding step), then flushEvery. A submit costs
+ * ~0.1-0.2 ms of CPU in Dawn on the H100, but at batch 1 the GPU time of a decoding step is as
+ * long as its recording, so the GPU must start early: 128 was slower than 48 in a same-run
+ * comparison (bench/gpuKernels.ts sweeps both).
  */
-export const backendTuning = { flushEvery: 48 };
+export const backendTuning = { flushEvery: 48, flushFirst: 48 };
 /** Bind groups cached per pipeline before the cache is cleared (buffers come and go). */
 const MAX_BIND_GROUPS = 4096;
 
@@ -66,6 +67,8 @@ export class WebGpuBackend implements Backend {
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 0;
   private dispatches = 0;
+  /** Submits since the last read (the first chunk of a step may be shorter: flushFirst). */
+  private flushes = 0;
   private ownedBytes = 0;
   /** Dispatches recorded since the backend was made (benchmarks count them per step). */
   dispatchCount = 0;
@@ -174,6 +177,7 @@ export class WebGpuBackend implements Backend {
       this.device.createBuffer({ size: sizeClass, usage: Usage.MAP_READ | Usage.COPY_DST });
     this.commandEncoder().copyBufferToBuffer(t.buffer, t.offset * 4, staging, 0, size);
     this.flush();
+    this.flushes = 0; // what follows a read (the next step) starts with a chunk of flushFirst
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, sizeClass);
     } catch (error) {
@@ -259,6 +263,7 @@ export class WebGpuBackend implements Backend {
     this.encoder = null;
     this.arenaUsed = 0;
     this.dispatches = 0;
+    this.flushes++;
   }
 
   /** The pipeline of a kernel, with an explicit layout whose uniform binding takes a dynamic offset. */
@@ -317,7 +322,8 @@ export class WebGpuBackend implements Backend {
       fail(`webgpu backend: ${kernel.name} needs ${workgroups} workgroups, over ${max} per dimension`);
     const align = Math.max(16, this.limits.minUniformBufferOffsetAlignment);
     const bytes = Math.max(16, Math.ceil((params.length * 4) / 16) * 16);
-    if (this.arenaUsed + bytes > ARENA_BYTES || this.dispatches >= backendTuning.flushEvery) this.flush();
+    const chunk = this.flushes === 0 ? backendTuning.flushFirst : backendTuning.flushEvery;
+    if (this.arenaUsed + bytes > ARENA_BYTES || this.dispatches >= chunk) this.flush();
     const offset = this.arenaUsed;
     const at = offset / 4; // little-endian, as WebGPU's uniform layout and every supported host
     for (let i = 0; i < params.length; i++) {

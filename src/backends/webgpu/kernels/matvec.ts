@@ -15,8 +15,8 @@
 // ⌈n/8⌉ workgroups folded into (groupsX, ⌈·/groupsX⌉).
 // With the norm prologue (Backend.addRmsNormLinear; x dense), the kernel multiplies by
 // RMSNorm(x + residual) · normWeight instead of x: at the start of each block of rows, all 256
-// threads sum the squares of each row (strided, then one thread per row adds the 256 partials in
-// order) into its scale rsqrt(mean + eps), and the first workgroup writes x + residual to
+// threads sum the squares of each row (strided, then the 256 partials of each row are added in
+// a tree) into its scale rsqrt(mean + eps), and the first workgroup writes x + residual to
 // residualOut (x alone when hasResidual is 0; residual is then a stand-in, not read). Extra
 // bindings: 4 residual (m, k) · 5 normWeight (k) · 6 residualOut (m, k).
 // Reference: linear in src/backends/cpu/matmul.ts (the summation order differs, in f32); with
@@ -90,11 +90,11 @@ ${
     partial[r * 256u + li] = s;
   }
   workgroupBarrier();
-  if (li < rows) {
-    var s = 0.0;
-    for (var i = 0u; i < 256u; i++) { s += partial[li * 256u + i]; }
-    scale[li] = inverseSqrt(s / f32(params.k) + params.eps);
+  for (var step = 128u; step > 0u; step = step / 2u) {
+    if (li < step) { for (var r = 0u; r < rows; r++) { partial[r * 256u + li] += partial[r * 256u + li + step]; } }
+    workgroupBarrier();
   }
+  if (li < rows) { scale[li] = inverseSqrt(partial[li * 256u] / f32(params.k) + params.eps); }
   if (group == 0u) {
     for (var r = 0u; r < rows; r++) {
       for (var c = li; c < kv; c += 256u) { let at = x0 + r * params.xStride + c; residualOut[at] = summed(at); }
