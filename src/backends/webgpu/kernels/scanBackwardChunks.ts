@@ -48,14 +48,16 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let dx = dl * u[row * lanes + lane];
     let bc = bcAt(row, lane);
     sum += dl;
-    for (var i = 0u; i < N; i++) { h[i] = exp(dl * a[i]) * h[i] + dx * B[bc + i]; }
+    let e0 = headDecay(dl, a[0]);
+    for (var i = 0u; i < N; i++) { h[i] = decayAt(e0, dl, a[i]) * h[i] + dx * B[bc + i]; }
   }
   for (var t = t1; t > t0; t--) {
     let row = bi * params.l + t - 1u;
     let dl = deltaAt(row, lane).x;
     let dout = doutAt(row, lane);
     let bc = bcAt(row, lane);
-    for (var i = 0u; i < N; i++) { g[i] = exp(dl * a[i]) * (g[i] + dout * C[bc + i]); }
+    let e0 = headDecay(dl, a[0]);
+    for (var i = 0u; i < N; i++) { g[i] = decayAt(e0, dl, a[i]) * (g[i] + dout * C[bc + i]); }
   }
   let at = (bi * params.chunks + c) * lanes + lane;
   for (var i = 0u; i < N; i++) {

@@ -71,8 +71,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let dl = deltaAt(row, lane).x;
     let dx = dl * u[row * lanes + lane];
     let bc = bcAt(row, lane);
+    let e0 = headDecay(dl, a[0]);
     for (var i = 0u; i < N; i++) {
-      h[i] = exp(dl * a[i]) * h[i] + dx * B[bc + i];
+      h[i] = decayAt(e0, dl, a[i]) * h[i] + dx * B[bc + i];
       hist[(t - t0) * N + i] = h[i];
     }
   }
@@ -95,6 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var ddl = 0.0;
       var cy = 0.0;
       let slot = j * R * W1 + lid;
+      let e0 = headDecay(dl, a[0]);
       for (var i = 0u; i < N; i++) {
         let ht = h[i]; // h_t: the previous step's h_{t−1}, or the chunk's last state
         var hp = h0[i];
@@ -103,7 +105,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let ci = C[bc + i];
         let bv = B[bc + i];
         let gi = g[i] + dout * ci;
-        let e = exp(dl * a[i]);
+        let e = decayAt(e0, dl, a[i]);
         cy += ci * ht;
         dx += gi * dl * bv;
         ddl += gi * (bv * x + a[i] * e * hp);

@@ -39,6 +39,10 @@ fn aAt(lane: u32, i: u32) -> f32 {
   if (SSD) { return A[lane / params.P]; }
   return A[lane * N + i];
 }
+// exp(Δ A_i): SSD's A is one scalar per head, so its decay is computed once per position
+// (headDecay) and shared by the N states.
+fn headDecay(dl: f32, a0: f32) -> f32 { if (SSD) { return exp(dl * a0); } return 0.0; }
+fn decayAt(perHead: f32, dl: f32, ai: f32) -> f32 { if (SSD) { return perHead; } return exp(dl * ai); }
 // Δ, and dΔ/d(dt): softplus' (1 above 20), times 0 where SSD's clamp is active.
 fn deltaAt(row: u32, lane: u32) -> vec2<f32> {
   let k = paramIndex(lane);
