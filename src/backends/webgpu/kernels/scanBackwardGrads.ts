@@ -11,12 +11,14 @@
 // Mamba writes du, dδ = dΔ·softplus' and dz = dy·(C·h + D u)·SiLU'(z) per (position, channel).
 // Sums over lanes (dB, dC; SSD also dΔ over the head's channels, times softplus' and the clamp
 // mask) go through workgroup memory, T positions at a time (T·R·(W + 1), R = 2N (+1); after a
-// barrier each thread sums whole rows of W): R values per position and lane block go to `part`; per-chunk sums of dA and dD per lane go to `dAD`. The
-// reduction kernel (scanBackwardReduce.ts) finishes every sum in a fixed order: deterministic.
+// barrier each thread sums whole rows of W): R values per position and lane block go to `part`;
+// per-chunk sums of dA and dD per lane go to `dAD`. The reduction kernel (scanBackwardReduce.ts)
+// finishes every sum in a fixed order: deterministic.
 // Bindings: 0..8 the inputs (scanBackwardHeader.ts) · 9 S (b, K, lanes, N) · 10 G (b, K, lanes, N)
 // · 11 du (b, l, lanes) · 12 dδ (b, l, d) · 13 dz (b, l, d) (SSD: any buffers, unwritten) ·
 // 14 part (b, l, H, PB, R) · 15 dAD (b·K, lanes, N + 1) (SSD: (b·K, lanes, 2)): dA then dD ·
-// 16 params (16 storage buffers: the adapter must allow that many per stage). Reference: the CPU twins src/backends/cpu/selectiveScanBackward.ts and ssdBackward.ts.
+// 16 params (16 storage buffers: the adapter must allow that many per stage).
+// Reference: the CPU twins src/backends/cpu/selectiveScanBackward.ts and ssdBackward.ts.
 
 import { inputsWgsl } from './scanBackwardHeader.ts';
 
