@@ -170,7 +170,9 @@ export class CausalLM {
       let added = be.addRmsNorm(embedded, null, this.blocks[0]?.norm ?? this.normF, eps);
       for (const [i, block] of this.blocks.entries()) {
         sums.push(added.residual);
-        const { out, saved: kept } = block.mixer.forwardSaving(added.normed); // (b, l, d)
+        // Each block in its own tidy: only its output and what its backward needs stay.
+        const normed = added.normed;
+        const { out, saved: kept } = be.tidy(() => block.mixer.forwardSaving(normed)); // (b, l, d)
         saved.push(kept);
         // out becomes the next sum in place; the saved sum of this block stays as it is.
         added = be.addRmsNorm(added.residual, out, this.blocks[i + 1]?.norm ?? this.normF, eps);
@@ -186,15 +188,18 @@ export class CausalLM {
         grads.get('backbone.norm_f.weight')!,
       ); // (b, l, d)
       for (let i = this.blocks.length - 1; i >= 0; i--) {
-        const dNormed = this.blocks[i].mixer.backward(dSum, saved[i], grads); // (b, l, d)
-        dSum = ops.addRmsNormBackward(
-          dNormed,
-          dSum,
-          sums[i],
-          this.blocks[i].norm,
-          eps,
-          grads.get(`backbone.layers.${i}.norm.weight`)!,
-        ); // (b, l, d)
+        const dIn: Tensor = dSum; // the backward's temporaries go when its tidy ends
+        dSum = be.tidy(() => {
+          const dNormed = this.blocks[i].mixer.backward(dIn, saved[i], grads); // (b, l, d)
+          return ops.addRmsNormBackward(
+            dNormed,
+            dIn,
+            sums[i],
+            this.blocks[i].norm,
+            eps,
+            grads.get(`backbone.layers.${i}.norm.weight`)!,
+          ); // (b, l, d)
+        });
       }
       ops.embeddingBackward(idsTensor, dSum, grads.get('backbone.embeddings.weight')!);
       return loss;
@@ -225,8 +230,10 @@ export class CausalLM {
     const targets = new Int32Array(t); // (t): the next id, -1 at each sequence's end
     for (let i = 0; i < t; i++) targets[i] = i % length === length - 1 ? -1 : ids[i + 1];
     const scale = 1 / (batch * (length - 1));
-    const rows = Math.max(1, Math.floor(HEAD_VALUES / this.config.vocabSize));
-    const pieces = Array.from({ length: Math.ceil(t / rows) }, (_, i) => Math.min(rows, t - i * rows));
+    const perPiece = Math.max(1, Math.floor(HEAD_VALUES / this.config.vocabSize));
+    const pieces = Array.from({ length: Math.ceil(t / perPiece) }, (_, i) =>
+      Math.min(perPiece, t - i * perPiece),
+    );
     const flat = be.reshape(final, [1, t * d]); // (1, t·d)
     const parts =
       pieces.length === 1
@@ -240,18 +247,19 @@ export class CausalLM {
     const dParts: Tensor[] = [];
     let at = 0;
     for (const [i, part] of parts.entries()) {
-      const x = be.reshape(part, [pieces[i], d]); // (r, d)
-      const logits = be.linear(x, this.lmHead, null); // (r, vocab)
-      const pieceTargets = be.upload(targets.subarray(at, at + pieces[i]), [pieces[i]]); // (r)
-      const ce = ops.crossEntropy(logits, pieceTargets, scale); // (1), (r, vocab)
-      ops.accumulate(loss, ce.loss);
-      if (headGrad)
-        dParts.push(
-          be.reshape(ops.linearBackward(ce.dLogits, x, this.lmHead, { weight: headGrad, bias: null })!, [
-            1,
-            pieces[i] * d,
-          ]),
-        ); // (1, r·d)
+      const rows = pieces[i];
+      const pieceTargets = targets.subarray(at, at + rows); // (r)
+      // One tidy per piece: its logits and their gradient (r, vocab) go before the next piece.
+      const dPart = be.tidy(() => {
+        const x = be.reshape(part, [rows, d]); // (r, d)
+        const logits = be.linear(x, this.lmHead, null); // (r, vocab)
+        const ce = ops.crossEntropy(logits, be.upload(pieceTargets, [rows]), scale); // (1), (r, vocab)
+        ops.accumulate(loss, ce.loss);
+        if (!headGrad) return null;
+        const dx = ops.linearBackward(ce.dLogits, x, this.lmHead, { weight: headGrad, bias: null })!; // (r, d)
+        return be.reshape(dx, [1, rows * d]); // (1, r·d)
+      });
+      if (dPart) dParts.push(dPart);
       at += pieces[i];
     }
     const dFinal =
