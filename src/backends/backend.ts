@@ -107,6 +107,24 @@ export interface Backend {
     weight: Tensor,
     bias: Tensor | null,
   ): { residual: Tensor; out: Tensor };
+
+  // S4D ops (appended; optional until every backend has them: the CPU one does).
+  /**
+   * The gated S4D layer (time-invariant diagonal SSM, src/ssm/s4d.ts): y = (K̄ * u + D u) · SiLU(z)
+   * → (b, l, d), the convolution form (FFT) for long inputs, the recurrence for short ones.
+   */
+  s4d?(args: S4dArgs): Tensor;
+}
+
+export interface S4dArgs {
+  u: Tensor; // (b, l, d)
+  logDt: Tensor; // (d)      Δ = exp(log_dt)
+  A: Tensor; // (d, n)       A = -exp(A_log)
+  B: Tensor; // (d, n)
+  C: Tensor; // (d, n)
+  D: Tensor; // (d)
+  z: Tensor; // (b, l, d)    gate: y · SiLU(z)
+  state: Tensor; // (b, d, n) in/out
 }
 
 export interface MambaStepArgs {

@@ -10,7 +10,7 @@
 // A_log enters the models as A = -exp(A_log): the scan and SSD backward add dA · A to `ALog`.
 
 import type { Tensor } from '../core/tensor.ts';
-import type { SelectiveScanArgs, SsdArgs } from './backend.ts';
+import type { S4dArgs, SelectiveScanArgs, SsdArgs } from './backend.ts';
 
 export interface LinearGrads {
   weight: Tensor; // (n, k)
@@ -32,6 +32,14 @@ export interface SsdGrads {
   dtBias: Tensor; // (h)
   ALog: Tensor; // (h)
   D: Tensor; // (h)
+}
+
+export interface S4dGrads {
+  logDt: Tensor; // (d)
+  ALog: Tensor; // (d, n)
+  B: Tensor; // (d, n)
+  C: Tensor; // (d, n)
+  D: Tensor; // (d)
 }
 
 export interface AdamWHyper {
@@ -121,4 +129,8 @@ export interface TrainingOps {
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hyper: AdamWHyper): void;
   /** dst = -exp(src): refreshes A from A_log after an update. */
   negExp(src: Tensor, dst: Tensor): void;
+
+  // S4D (appended; optional like Backend.s4d).
+  /** Backward of s4d from a zero state (args.state is not read): du and dz (b, l, d). */
+  s4dBackward?(args: S4dArgs, dOut: Tensor, grads: S4dGrads): { du: Tensor; dz: Tensor };
 }

@@ -5,7 +5,8 @@
 
 import { fail } from '../../core/errors.ts';
 import { type DType, numel, type Shape, showShape, type Tensor } from '../../core/tensor.ts';
-import type { Backend, MambaStepArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
+import { CONV_MIN_LENGTH, s4dArrays, s4dConvolution, s4dDims, s4dRecurrent } from '../../ssm/s4d.ts';
+import type { Backend, MambaStepArgs, S4dArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
 import { addRmsNormLinearOps, mambaStepOps } from '../composedOps.ts';
 import { causalConv1d } from './conv1d.ts';
 import { linear } from './matmul.ts';
@@ -219,5 +220,13 @@ export class CpuBackend implements Backend {
     bias: Tensor | null,
   ) {
     return addRmsNormLinearOps(this, x, residual, normWeight, eps, weight, bias);
+  }
+
+  s4d(args: S4dArgs): Tensor {
+    const dims = s4dDims(args);
+    const out = this.out(args.u.shape); // (b, l, d)
+    const form = dims.l >= CONV_MIN_LENGTH ? s4dConvolution : s4dRecurrent;
+    form(f32(out), f32(args.state), s4dArrays(args, f32), dims);
+    return out;
   }
 }

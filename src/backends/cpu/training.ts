@@ -5,8 +5,17 @@
 
 import { fail } from '../../core/errors.ts';
 import { numel, type Shape, sameShape, showShape, type Tensor } from '../../core/tensor.ts';
-import type { SelectiveScanArgs, SsdArgs } from '../backend.ts';
-import type { AdamWHyper, ConvGrads, LinearGrads, ScanGrads, SsdGrads, TrainingOps } from '../training.ts';
+import { s4dArrays, s4dBackward, s4dDims } from '../../ssm/s4d.ts';
+import type { S4dArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
+import type {
+  AdamWHyper,
+  ConvGrads,
+  LinearGrads,
+  S4dGrads,
+  ScanGrads,
+  SsdGrads,
+  TrainingOps,
+} from '../training.ts';
 import { causalConv1dBackward } from './conv1dBackward.ts';
 import type { CpuBackend, CpuTensor } from './cpuBackend.ts';
 import { linearDw, linearDx } from './linearBackward.ts';
@@ -214,5 +223,16 @@ export class CpuTraining implements TrainingOps {
     const s = f32(src);
     const d = f32(dst);
     for (let i = 0; i < d.length; i++) d[i] = -Math.exp(s[i]);
+  }
+
+  s4dBackward(args: S4dArgs, dOut: Tensor, grads: S4dGrads): { du: Tensor; dz: Tensor } {
+    const dims = s4dDims(args);
+    same('s4dBackward', dOut, args.u);
+    same('s4dBackward (log_dt gradient)', grads.logDt, args.logDt);
+    for (const key of ['B', 'C', 'D'] as const) same(`s4dBackward (${key} gradient)`, grads[key], args[key]);
+    same('s4dBackward (A_log gradient)', grads.ALog, args.A);
+    const [logDt, ALog, B, C, D] = [grads.logDt, grads.ALog, grads.B, grads.C, grads.D].map(f32);
+    const { du, dz } = s4dBackward(s4dArrays(args, f32), f32(dOut), { logDt, ALog, B, C, D }, dims);
+    return { du: this.backend.upload(du, args.u.shape), dz: this.backend.upload(dz, args.u.shape) }; // (b, l, d) each
   }
 }
