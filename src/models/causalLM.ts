@@ -16,6 +16,7 @@ import { MambaMixer } from './mamba.ts';
 import { Mamba2Mixer } from './mamba2.ts';
 import { type Grads, type Mixer, type ParameterSource, Parameters, ParameterTable } from './mixer.ts';
 import { parameterShapes } from './parameters.ts';
+import { S4dMixer } from './s4dMixer.ts';
 import { createState, type ModelState } from './state.ts';
 
 /** Logits computed at once by the training head: pieces of rows keep (rows, vocab) under this. */
@@ -63,9 +64,11 @@ export class CausalLM {
       return {
         norm: new Parameters(backend, prefix, source, shapes, this.table).get('norm.weight'),
         mixer:
-          config.family === 'mamba'
-            ? new MambaMixer(backend, config, mixerParams)
-            : new Mamba2Mixer(backend, config, mixerParams),
+          config.family === 'mamba2'
+            ? new Mamba2Mixer(backend, config, mixerParams)
+            : config.ssmLayer === 's4d'
+              ? new S4dMixer(backend, config, mixerParams)
+              : new MambaMixer(backend, config, mixerParams),
       };
     });
     this.normF = top.get('backbone.norm_f.weight');
@@ -152,11 +155,13 @@ export class CausalLM {
   /**
    * The next-token loss over ids (b, l): mean cross-entropy of logits[:, :-1] against ids[:, 1:]
    * (as transformers' MambaForCausalLM computes it), as a (1) tensor; adds its gradient into
-   * `grads` (zeros, or gradients to accumulate on; the same names as parameters()).
+   * `grads` (zeros, or gradients to accumulate on; the same names as parameters()). `targets`
+   * (b·l) replaces the next tokens: the id each position must predict, -1 where none (the
+   * synthetic tasks count only their answers); the loss is the mean over the counted positions.
    */
-  lossAndGrads(ids: Int32Array, batch: number, grads: Grads): Tensor {
+  lossAndGrads(ids: Int32Array, batch: number, grads: Grads, targets?: Int32Array): Tensor {
     const length = this.checkIds(ids, batch);
-    if (length < 2) fail('training needs sequences of at least 2 tokens');
+    const counted = this.targets(ids, batch, length, targets);
     const be = this.backend;
     const ops = be.training;
     const eps = this.config.layerNormEpsilon;
@@ -178,7 +183,7 @@ export class CausalLM {
         added = be.addRmsNorm(added.residual, out, this.blocks[i + 1]?.norm ?? this.normF, eps);
       }
       sums.push(added.residual);
-      const { loss, dFinal } = this.headLoss(added.normed, ids, batch, length, grads); // (1), (b, l, d)
+      const { loss, dFinal } = this.headLoss(added.normed, counted, batch, length, grads); // (1), (b, l, d)
       let dSum = ops.addRmsNormBackward(
         dFinal!,
         null,
@@ -209,12 +214,33 @@ export class CausalLM {
   /** The same loss as lossAndGrads, without gradients (validation). */
   loss(ids: Int32Array, batch: number): Tensor {
     const length = this.checkIds(ids, batch);
-    if (length < 2) fail('the loss needs sequences of at least 2 tokens');
+    const targets = this.targets(ids, batch, length);
     return this.backend.tidy(
       () =>
-        this.headLoss(this.hiddenStates(ids, batch, length, this.newState(batch)), ids, batch, length, null)
-          .loss,
+        this.headLoss(
+          this.hiddenStates(ids, batch, length, this.newState(batch)),
+          targets,
+          batch,
+          length,
+          null,
+        ).loss,
     );
+  }
+
+  /** What each position (b·l) predicts, -1 where nothing: `explicit` checked, or the next ids. */
+  private targets(ids: Int32Array, batch: number, length: number, explicit?: Int32Array): Int32Array {
+    if (explicit) {
+      if (explicit.length !== ids.length) fail(`${explicit.length} targets for ${ids.length} token ids`);
+      if (!explicit.some((v) => v !== -1)) fail('every target is -1: nothing to train on');
+      const bad = explicit.findIndex((v) => !(v === -1 || (v >= 0 && v < this.config.vocabSize)));
+      if (bad >= 0) fail(`target ${explicit[bad]} at ${bad} is neither -1 nor in the vocabulary`);
+      return explicit;
+    }
+    if (length < 2) fail('the next-token loss needs sequences of at least 2 tokens');
+    const t = batch * length;
+    const next = new Int32Array(t); // (t): the next id, -1 at each sequence's end
+    for (let i = 0; i < t; i++) next[i] = i % length === length - 1 ? -1 : ids[i + 1];
+    return next;
   }
 
   /**
@@ -222,14 +248,12 @@ export class CausalLM {
    * HEAD_ROWS rows so that the logits of a long batch never exist whole; with grads, also the
    * gradient of the hidden states (the head's weight gradient is added to grads).
    */
-  private headLoss(final: Tensor, ids: Int32Array, batch: number, length: number, grads: Grads | null) {
+  private headLoss(final: Tensor, targets: Int32Array, batch: number, length: number, grads: Grads | null) {
     const be = this.backend;
     const ops = be.training;
     const d = this.config.hiddenSize;
     const t = batch * length;
-    const targets = new Int32Array(t); // (t): the next id, -1 at each sequence's end
-    for (let i = 0; i < t; i++) targets[i] = i % length === length - 1 ? -1 : ids[i + 1];
-    const scale = 1 / (batch * (length - 1));
+    const scale = 1 / targets.reduce((n, v) => n + (v === -1 ? 0 : 1), 0); // the mean over counted targets
     const perPiece = Math.max(1, Math.floor(HEAD_VALUES / this.config.vocabSize));
     const pieces = Array.from({ length: Math.ceil(t / perPiece) }, (_, i) =>
       Math.min(perPiece, t - i * perPiece),

@@ -32,6 +32,13 @@ export interface MambaConfig extends CommonConfig {
   timeStepRank: number; // R, the rank of Δ's projection
   timeStepScale: number;
   timeStepInitScheme: 'random' | 'constant';
+  /**
+   * The SSM inside the block (config.json `ssm_layer`, ours): "s6", the selective scan (absent
+   * means s6), or "s4d", the Mamba paper's "Mamba architecture with an S4 layer": a time-invariant
+   * S4D layer (src/models/s4dMixer.ts) in place of x_proj, dt_proj and the scan. Checkpoints
+   * with s4d have their own parameters (log_dt, B, C): transformers cannot load them.
+   */
+  ssmLayer?: 's6' | 's4d';
 }
 
 export interface Mamba2Config extends CommonConfig {
@@ -127,6 +134,9 @@ function parseHfMamba(json: Json, f: Fields): MambaConfig {
   const scheme = f.string('time_step_init_scheme', 'random');
   if (scheme !== 'random' && scheme !== 'constant')
     fail(`${f.file}: unknown time_step_init_scheme "${scheme}"`);
+  const ssmLayer = f.string('ssm_layer', 's6');
+  if (ssmLayer !== 's6' && ssmLayer !== 's4d')
+    fail(`${f.file}: unknown ssm_layer "${ssmLayer}" (expected "s6" or "s4d")`);
   return {
     family: 'mamba',
     ...c,
@@ -134,6 +144,7 @@ function parseHfMamba(json: Json, f: Fields): MambaConfig {
     timeStepRank: timeStepRank(json, f, c.hiddenSize),
     timeStepScale: f.number('time_step_scale', 1),
     timeStepInitScheme: scheme,
+    ...(ssmLayer === 's4d' ? { ssmLayer } : {}),
     bosTokenId: f.tokenId('bos_token_id', 0),
     eosTokenId: f.tokenId('eos_token_id', 0),
     padTokenId: f.tokenId('pad_token_id', 0),
@@ -302,6 +313,7 @@ export function toHfConfigJson(c: ModelConfig): Json {
       time_step_rank: c.timeStepRank,
       time_step_scale: c.timeStepScale,
       time_step_init_scheme: c.timeStepInitScheme,
+      ...(c.ssmLayer === 's4d' ? { ssm_layer: c.ssmLayer } : {}),
     };
   }
   return {

@@ -4,21 +4,26 @@
 // embeddings N(0, initializer_range), norms 1, D 1. Mamba: A_log = log(1..n) per channel,
 // dt_proj weight U(±R^-½·dt_scale). Mamba-2: A_log = log(U(1, 16)) per head. Both: the Δ bias is
 // softplus⁻¹ of Δ drawn log-uniformly in [time_step_min, time_step_max] (floored at time_step_floor).
+// The S4D layer (ssm_layer "s4d"): log_dt = log of such a Δ, A_log as Mamba's (S4D-Real), B = 1,
+// C ~ N(0, 1).
 
 import { Random } from '../core/random.ts';
 import { numel, type Shape } from '../core/tensor.ts';
 import type { ModelConfig } from './config.ts';
 import { parameterShapes } from './parameters.ts';
 
-function dtBias(c: ModelConfig, rng: Random, length: number): Float32Array {
+/** Δ drawn log-uniformly in [time_step_min, time_step_max], floored at time_step_floor. */
+function drawDt(c: ModelConfig, rng: Random): number {
   const lo = Math.log(c.timeStepMin);
   const hi = Math.log(c.timeStepMax);
-  const out = new Float32Array(length);
-  for (let i = 0; i < length; i++) {
-    const dt = Math.max(Math.exp(lo + (hi - lo) * rng.uniform()), c.timeStepFloor);
-    out[i] = dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹(dt)
-  }
-  return out;
+  return Math.max(Math.exp(lo + (hi - lo) * rng.uniform()), c.timeStepFloor);
+}
+
+function dtBias(c: ModelConfig, rng: Random, length: number): Float32Array {
+  return Float32Array.from({ length }, () => {
+    const dt = drawDt(c, rng);
+    return dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹(dt)
+  });
 }
 
 function initOne(c: ModelConfig, rng: Random, name: string, shape: Shape): Float32Array {
@@ -44,6 +49,12 @@ function initOne(c: ModelConfig, rng: Random, name: string, shape: Shape): Float
     case 'dt_proj.bias':
     case 'dt_bias':
       return dtBias(c, rng, size);
+    case 'log_dt': // S4D (ssm_layer "s4d"): log Δ, B = 1 and C ~ N(0, 1) as the S4D paper starts
+      return Float32Array.from({ length: size }, () => Math.log(drawDt(c, rng)));
+    case 'B':
+      return new Float32Array(size).fill(1);
+    case 'C':
+      return Float32Array.from({ length: size }, () => rng.normal());
     case 'A_log':
       return c.family === 'mamba'
         ? Float32Array.from({ length: size }, (_, i) => Math.log((i % c.stateSize) + 1))

@@ -22,7 +22,15 @@ function mixerShapes(c: ModelConfig): Array<[string, Shape]> {
   if (c.useBias) shapes.push(['in_proj.bias', [inProjDim(c)]]);
   shapes.push(['conv1d.weight', [convDim(c), 1, c.convKernel]]);
   if (c.useConvBias) shapes.push(['conv1d.bias', [convDim(c)]]);
-  if (c.family === 'mamba') {
+  if (c.family === 'mamba' && c.ssmLayer === 's4d') {
+    shapes.push(
+      ['log_dt', [dInner]],
+      ['A_log', [dInner, n]],
+      ['B', [dInner, n]],
+      ['C', [dInner, n]],
+      ['D', [dInner]],
+    );
+  } else if (c.family === 'mamba') {
     const r = c.timeStepRank;
     shapes.push(
       ['x_proj.weight', [r + 2 * n, dInner]],
