@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import type { Backend } from '../../src/backends/backend.ts';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
 import { scanBackwardTuning } from '../../src/backends/webgpu/kernels/scanBackwardPasses.ts';
+import { sliceTuning } from '../../src/backends/webgpu/kernels/scanBackwardSlices.ts';
 import { numel, type Shape, type Tensor } from '../../src/core/tensor.ts';
 import { softplus } from '../../src/nn/activations.ts';
 import { webgpuBackend } from '../helpers/backends.ts';
@@ -47,16 +48,28 @@ function chunkLength(t: { after(fn: () => void): void }, chunk: number): void {
   });
 }
 
-// [b, l, d, n, lc]: lc = the chunk length forced.
-for (const [b, l, d, n, lc] of [
-  [2, 23, 5, 3, 4],
-  [1, 45, 70, 16, 8],
-  [2, 9, 3, 2, 32],
-  [3, 70, 131, 16, 16],
+/** Makes the backward split the batch into slices of one sequence (scanBackwardSlices.ts). */
+function oneRowSlices(t: { after(fn: () => void): void }): void {
+  sliceTuning.maxBytes = 1;
+  t.after(() => {
+    sliceTuning.maxBytes = 0;
+  });
+}
+
+// [b, l, d, n, lc, sliced]: lc = the chunk length forced; sliced: the batch one sequence at a time.
+for (const [b, l, d, n, lc, sliced] of [
+  [2, 23, 5, 3, 4, false],
+  [1, 45, 70, 16, 8, false],
+  [2, 9, 3, 2, 32, false],
+  [3, 70, 131, 16, 16, false],
+  [3, 21, 9, 4, 8, true],
 ] as const) {
-  test(`selectiveScanBackward b=${b} l=${l} d=${d} n=${n} chunk=${lc}`, { skip }, async (t) => {
+  test(`selectiveScanBackward b=${b} l=${l} d=${d} n=${n} chunk=${lc}${sliced ? ' in batch slices' : ''}`, {
+    skip,
+  }, async (t) => {
     const rand = rngFor(t);
     chunkLength(t, lc);
+    if (sliced) oneRowSlices(t);
     const [u, delta, z] = [both(rand, [b, l, d]), both(rand, [b, l, d]), both(rand, [b, l, d])];
     const deltaBias = both(rand, [d], () => uniform(rand, -3, 0));
     const A = both(rand, [d, n], () => -Math.exp(uniform(rand, -1, 1.5)));
@@ -81,17 +94,19 @@ for (const [b, l, d, n, lc] of [
   });
 }
 
-// [b, l, h, p, g, n, lc, dtMax]: a finite dtMax clamps part of Δ.
-for (const [b, l, h, p, g, n, lc, dtMax] of [
-  [2, 21, 4, 3, 2, 5, 4, Number.POSITIVE_INFINITY],
-  [1, 37, 2, 70, 1, 4, 6, 0.4],
-  [2, 11, 3, 2, 3, 8, 32, Number.POSITIVE_INFINITY],
-  [2, 50, 4, 16, 2, 32, 8, 0.6],
+// [b, l, h, p, g, n, lc, dtMax, sliced]: a finite dtMax clamps part of Δ.
+for (const [b, l, h, p, g, n, lc, dtMax, sliced] of [
+  [2, 21, 4, 3, 2, 5, 4, Number.POSITIVE_INFINITY, false],
+  [1, 37, 2, 70, 1, 4, 6, 0.4, false],
+  [2, 11, 3, 2, 3, 8, 32, Number.POSITIVE_INFINITY, false],
+  [2, 50, 4, 16, 2, 32, 8, 0.6, false],
+  [3, 19, 4, 8, 2, 8, 8, 0.6, true],
 ] as const) {
-  const name = `ssdBackward b=${b} l=${l} h=${h} p=${p} g=${g} n=${n} chunk=${lc} dtMax=${dtMax}`;
+  const name = `ssdBackward b=${b} l=${l} h=${h} p=${p} g=${g} n=${n} chunk=${lc} dtMax=${dtMax}${sliced ? ' in batch slices' : ''}`;
   test(name, { skip }, async (t) => {
     const rand = rngFor(t);
     chunkLength(t, lc);
+    if (sliced) oneRowSlices(t);
     const dtMin = 0.01;
     const x = both(rand, [b, l, h * p]);
     const dtData = Float32Array.from({ length: b * l * h }, () => normal(rand));

@@ -53,19 +53,41 @@ export interface RecurrenceGrads {
   values: number; // R
 }
 
-export function recurrenceBackward(be: WebGpuBackend, r: Recurrence): RecurrenceGrads {
-  const { b, l, H, P, G, n } = r.dims;
-  const ssd = r.z === null;
-  const lanes = H * P;
+interface Plan {
+  lc: number; // chunk length LC
+  chunks: number; // K
+  values: number; // R
+  w: number; // lanes per workgroup of the grads pass
+  steps: number; // positions per reduction in it
+  blocks: number; // PB
+}
+
+function plan(be: WebGpuBackend, dims: Recurrence['dims'], ssd: boolean): Plan {
+  const { l, P, n } = dims;
   const lc = scanBackwardTuning.chunk || Math.max(8, Math.min(32, Math.floor(256 / n)));
-  const chunks = Math.ceil(l / lc);
   const values = reducedValues(n, ssd);
   // W lanes per workgroup and T positions per reduction within the workgroup memory budget.
   const budget = Math.min(scanBackwardTuning.sharedBytes, be.limits.maxComputeWorkgroupStorageSize);
   let w = 64;
   while (w > 1 && (w + 1) * values * 4 > budget) w /= 2;
   const steps = Math.max(1, Math.min(lc, Math.floor(budget / ((w + 1) * values * 4))));
-  const blocks = Math.ceil(P / w);
+  return { lc, chunks: Math.ceil(l / lc), values, w, steps, blocks: Math.ceil(P / w) };
+}
+
+/**
+ * Bytes per batch row of the largest buffer the passes make (the boundary states (K, lanes, n)
+ * or the per-block partial sums (l, H, PB, R)): callers split the batch so that it fits a binding.
+ */
+export function bytesPerBatchRow(be: WebGpuBackend, dims: Recurrence['dims'], ssd: boolean): number {
+  const { chunks, values, blocks } = plan(be, dims, ssd);
+  return 4 * Math.max(chunks * dims.H * dims.P * dims.n, dims.l * dims.H * blocks * values);
+}
+
+export function recurrenceBackward(be: WebGpuBackend, r: Recurrence): RecurrenceGrads {
+  const { b, l, H, P, G, n } = r.dims;
+  const ssd = r.z === null;
+  const lanes = H * P;
+  const { lc, chunks, values, w, steps, blocks } = plan(be, r.dims, ssd);
   const limits = [{ f32: r.dtLimit[0] }, { f32: Math.min(r.dtLimit[1], 3.4e38) }];
   const base = [l, H, P, G, chunks, blocks, ...limits];
   const inputs = [r.u, r.dt, r.bias, r.A, r.B, r.C, r.D, r.z ?? r.dy, r.dy];

@@ -14,8 +14,9 @@ import type { SelectiveScanArgs } from '../../backend.ts';
 import type { ScanGrads } from '../../training.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
-import { recurrenceBackward } from './scanBackwardPasses.ts';
+import { bytesPerBatchRow, recurrenceBackward } from './scanBackwardPasses.ts';
 import { reduce } from './scanBackwardReduce.ts';
+import { inBatchSlices } from './scanBackwardSlices.ts';
 
 export function selectiveScanBackward(
   be: WebGpuBackend,
@@ -24,38 +25,48 @@ export function selectiveScanBackward(
   grads: ScanGrads,
 ): { du: Tensor; dDelta: Tensor; dB: Tensor; dC: Tensor; dz: Tensor } {
   if (args.deltaProj) fail('selectiveScanBackward: needs the full-width delta (b, l, d), not deltaProj');
-  const [b, l, d] = args.u.shape;
+  const [batch, l, d] = args.u.shape;
   const n = args.A.shape[1];
   const dense = (t: Tensor) => be.dense(t as GpuTensor);
-  return be.tidy(() => {
-    const A = dense(args.A); // (d, n)
-    const r = recurrenceBackward(be, {
-      u: dense(args.u), // (b, l, d)
-      dt: dense(args.delta), // (b, l, d)
-      bias: dense(args.deltaBias), // (d)
-      A,
-      B: dense(args.B), // (b, l, n)
-      C: dense(args.C), // (b, l, n)
-      D: dense(args.D), // (d)
-      z: dense(args.z), // (b, l, d)
-      dy: dense(dy), // (b, l, d)
-      state: dense(args.state), // (b, d, n)
-      dims: { b, l, H: 1, P: d, G: 1, n },
-      dtLimit: [0, Number.POSITIVE_INFINITY],
-    });
-    const rows = b * l;
-    const dB = be.alloc([b, l, n]);
-    const dC = be.alloc([b, l, n]);
-    // part (b·l, PB, R): dB at 0, dC at n.
-    const blocks = { rows, M: r.blocks, C: n, mStride: r.values, rowStride: r.blocks * r.values };
-    reduce(be, r.part, dB, blocks);
-    reduce(be, r.part, dC, { ...blocks, offset: n });
-    // dAD (b·K, d, n + 1): dA at 0, dD at n; summed over b·K, one row per channel.
-    const chunks = { rows: d, M: b * r.chunks, rowStride: n + 1, mStride: d * (n + 1), accumulate: true };
-    reduce(be, r.dAD, grads.ALog as GpuTensor, { ...chunks, C: n, scale: A });
-    reduce(be, r.dAD, grads.D as GpuTensor, { ...chunks, C: 1, offset: n });
-    const dDelta = r.dDelta as GpuTensor;
-    reduce(be, dDelta, grads.deltaBias as GpuTensor, { rows: 1, M: rows, C: d, accumulate: true });
-    return { du: r.du, dDelta, dB, dC, dz: r.dz as GpuTensor };
-  });
+  const perRow = bytesPerBatchRow(be, { b: 1, l, H: 1, P: d, G: 1, n }, false);
+  const { u, delta, B, C, z, state } = args;
+  return inBatchSlices(be, batch, perRow, { u, delta, B, C, z, dy, state }, (s, b) =>
+    be.tidy(() => {
+      const A = dense(args.A); // (d, n)
+      const r = recurrenceBackward(be, {
+        u: dense(s.u), // (b, l, d)
+        dt: dense(s.delta), // (b, l, d)
+        bias: dense(args.deltaBias), // (d)
+        A,
+        B: dense(s.B), // (b, l, n)
+        C: dense(s.C), // (b, l, n)
+        D: dense(args.D), // (d)
+        z: dense(s.z), // (b, l, d)
+        dy: dense(s.dy), // (b, l, d)
+        state: dense(s.state), // (b, d, n)
+        dims: { b, l, H: 1, P: d, G: 1, n },
+        dtLimit: [0, Number.POSITIVE_INFINITY],
+      });
+      const rows = b * l;
+      const dB = be.alloc([b, l, n]);
+      const dC = be.alloc([b, l, n]);
+      // part (b·l, PB, R): dB at 0, dC at n.
+      const blocks = { rows, M: r.blocks, C: n, mStride: r.values, rowStride: r.blocks * r.values };
+      reduce(be, r.part, dB, blocks);
+      reduce(be, r.part, dC, { ...blocks, offset: n });
+      // dAD (b·K, d, n + 1): dA at 0, dD at n; summed over b·K, one row per channel.
+      const chunks = { rows: d, M: b * r.chunks, rowStride: n + 1, mStride: d * (n + 1), accumulate: true };
+      reduce(be, r.dAD, grads.ALog as GpuTensor, { ...chunks, C: n, scale: A });
+      reduce(be, r.dAD, grads.D as GpuTensor, { ...chunks, C: 1, offset: n });
+      const dDelta = r.dDelta as GpuTensor;
+      reduce(be, dDelta, grads.deltaBias as GpuTensor, { rows: 1, M: rows, C: d, accumulate: true });
+      return {
+        du: r.du as Tensor,
+        dDelta: dDelta as Tensor,
+        dB: dB as Tensor,
+        dC: dC as Tensor,
+        dz: r.dz as Tensor,
+      };
+    }),
+  );
 }
