@@ -5,7 +5,7 @@
 // Inputs are random (never zeros). The timing and inputs are gpuTiming.ts's, shared with
 // `mamba-ts bench --backend webgpu` (the table of record); this script adds the matmul kernels,
 // --only=/--skip= filters, split-k and tile variants of the linear layers at m = 64, and greedy
-// decoding through the fused previews (fusedPreview.ts) at several flushEvery values. Prints a
+// decoding at several flushEvery values. Prints a
 // table and writes JSON.
 // Run (after npm run build): node dist/src/bench/gpuKernels.js [--quick] [--json out.json]
 //   --quick uses tiny shapes (for a smoke test on lavapipe).
@@ -16,7 +16,6 @@ import { backendTuning, WebGpuBackend } from '../backends/webgpu/webgpuBackend.t
 import { CausalLM } from '../models/causalLM.ts';
 import { initParameters } from '../models/init.ts';
 import { presetConfig } from '../models/presets.ts';
-import { fusedMambaPreview } from './fusedPreview.ts';
 import { GpuTimer, selectiveScanBytes, ssdBytes } from './gpuTiming.ts';
 
 const argv = process.argv.slice(2);
@@ -129,38 +128,32 @@ async function models(): Promise<void> {
       const ms = await timer.prefill(model, 1, len);
       rows.push({ name, ms, tokensPerSecond: len / (ms / 1000) });
     }
-    // Greedy decoding (ids back) through the model's ops and, for Mamba, the fused previews,
-    // with the first submit of a step after flushFirst dispatches, then every flushEvery (1e9:
-    // once per step).
+    // Greedy decoding (ids back), with the first submit of a step after flushFirst dispatches,
+    // then every flushEvery (1e9: once per step).
     const flushDefault = { ...backendTuning };
-    const levels = family === 'mamba' ? ([null, 'mixer', 'norm'] as const) : ([null] as const);
     for (const batch of [1, quick ? 3 : 64]) {
-      for (const level of levels) {
-        for (const [flushFirst, flushEvery] of [
-          [flushDefault.flushFirst, flushDefault.flushEvery],
-          [16, 1e9],
-          [24, 1e9],
-          [32, 1e9],
-          [16, 48],
-          [32, 96],
-          [1e9, 1e9],
-        ]) {
-          const name = `${family} decode b${batch} ${level ?? 'ops'} flush${flushFirst},${flushEvery}`;
-          if (!want(name)) continue;
-          Object.assign(backendTuning, { flushFirst, flushEvery });
-          fusedMambaPreview(level);
-          const steps = quick ? 4 : batch === 1 ? 64 : 32;
-          const { ms, recordMs, dispatches: perStep } = await timer.decode(model, batch, steps, true);
-          rows.push({
-            name,
-            ms,
-            tokensPerSecond: batch / (ms / 1000),
-            note: `record ${recordMs.toFixed(2)} ms/step, ${perStep} dispatches`,
-          });
-        }
+      for (const [flushFirst, flushEvery] of [
+        [flushDefault.flushFirst, flushDefault.flushEvery],
+        [16, 1e9],
+        [24, 1e9],
+        [32, 1e9],
+        [16, 48],
+        [32, 96],
+        [1e9, 1e9],
+      ]) {
+        const name = `${family} decode b${batch} flush${flushFirst},${flushEvery}`;
+        if (!want(name)) continue;
+        Object.assign(backendTuning, { flushFirst, flushEvery });
+        const steps = quick ? 4 : batch === 1 ? 64 : 32;
+        const { ms, recordMs, dispatches: perStep } = await timer.decode(model, batch, steps, true);
+        rows.push({
+          name,
+          ms,
+          tokensPerSecond: batch / (ms / 1000),
+          note: `record ${recordMs.toFixed(2)} ms/step, ${perStep} dispatches`,
+        });
       }
       Object.assign(backendTuning, flushDefault);
-      fusedMambaPreview(null);
     }
   }
 }

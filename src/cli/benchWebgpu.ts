@@ -12,7 +12,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
-import { fusedMambaPreview } from '../bench/fusedPreview.ts';
 import { GpuTimer, selectiveScanBytes, ssdBytes } from '../bench/gpuTiming.ts';
 import { fail } from '../core/errors.ts';
 import { CausalLM } from '../models/causalLM.ts';
@@ -147,21 +146,13 @@ export async function benchWebgpu(values: Values): Promise<void> {
         tokensPerSecond: tokens / (ms / 1000),
       });
     }
-    // Mamba also decodes through the fused ops, as src/models will (src/bench/fusedPreview.ts).
-    const variants = family === 'mamba' ? ['logits', 'greedy', 'mixer', 'norm'] : ['logits', 'greedy'];
     for (const batch of shapes.decode) {
-      for (const variant of variants) {
-        fusedMambaPreview(variant === 'mixer' || variant === 'norm' ? variant : null);
+      for (const variant of ['logits', 'greedy']) {
         const steps = shapes.decodeSteps(batch);
         const { ms, recordMs, dispatches } = await timer.decode(model, batch, steps, variant !== 'logits');
         rows.push({
           family,
-          what: {
-            logits: 'decode (logits back)',
-            greedy: 'decode greedy (ids back)',
-            mixer: 'decode greedy, fused mixer',
-            norm: 'decode greedy, fused mixer + norms',
-          }[variant]!,
+          what: variant === 'logits' ? 'decode (logits back)' : 'decode greedy (ids back)',
           shape: `b${batch}`,
           tokens: batch,
           ms,
@@ -172,7 +163,6 @@ export async function benchWebgpu(values: Values): Promise<void> {
           profiles.push({ family, batch, variant, ...(await timer.decodeGpu(model, batch)) });
         }
       }
-      fusedMambaPreview(null);
     }
     if (family === 'mamba') {
       const [b, l, d, n] = shapes.scan;

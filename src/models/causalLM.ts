@@ -296,7 +296,26 @@ export class CausalLM {
   /** One token per sequence: tokens (b) → logits (b, 1, vocab), advancing `state`. */
   step(tokens: Int32Array, state: ModelState): Tensor {
     // The tidy releases the step's hidden states (only the logits leave it) on backends that pool.
-    return this.backend.tidy(() => this.forward(tokens, state.batch, { state }).logits);
+    if (!this.blocks.every((block) => block.mixer.fromProjection && block.mixer.inProjection))
+      return this.backend.tidy(() => this.forward(tokens, state.batch, { state }).logits);
+    this.checkIds(tokens, state.batch);
+    if (tokens.length !== state.batch) fail(`step: ${tokens.length} tokens for ${state.batch} sequences`);
+    const be = this.backend;
+    const eps = this.config.layerNormEpsilon;
+    return be.tidy(() => {
+      const ids = be.upload(tokens, [tokens.length]); // (b)
+      let hidden = be.reshape(be.embedding(ids, this.embeddings), [tokens.length, 1, this.config.hiddenSize]); // (b, 1, d)
+      let residual: Tensor | null = null; // (b, 1, d)
+      for (const [i, { norm, mixer }] of this.blocks.entries()) {
+        [residual, hidden] = be.tidy(() => {
+          // The block's norm is fused into its in_proj (Backend.addRmsNormLinear).
+          const { weight, bias } = mixer.inProjection!;
+          const added = be.addRmsNormLinear(hidden, residual, norm, eps, weight, bias); // (b, 1, ·)
+          return [added.residual, mixer.fromProjection!(added.out, state.layers[i])]; // (b, 1, d) each
+        });
+      }
+      return be.addRmsNormLinear(hidden, residual, this.normF, eps, this.lmHead, null).out; // (b, 1, vocab)
+    });
   }
 
   private lastPositions(x: Tensor, batch: number, length: number): Tensor {

@@ -58,10 +58,34 @@ export class MambaMixer implements Mixer {
     this.outProjBias = p.optional('out_proj.bias');
   }
 
+  get inProjection(): { weight: Tensor; bias: Tensor | null } {
+    return { weight: this.inProj, bias: this.inProjBias };
+  }
+
   forward(hidden: Tensor, state: LayerState): Tensor {
+    return this.fromProjection(this.backend.linear(hidden, this.inProj, this.inProjBias), state); // (b, l, d)
+  }
+
+  fromProjection(xz: Tensor, state: LayerState): Tensor {
     const be = this.backend;
     const { intermediateSize: dInner, stateSize: n, timeStepRank: r } = this.config;
-    const xz = be.linear(hidden, this.inProj, this.inProjBias); // (b, l, 2·dInner)
+    if (xz.shape[1] === 1) {
+      // Decoding: conv, x_proj, dt_proj, scan and gate as one op (fused where the backend can).
+      const { convWeight, convBias, xProj, dtProj, dtBias, A, D } = this;
+      const y = be.mambaStep({
+        xz,
+        convWeight,
+        convBias,
+        xProj,
+        dtProj,
+        dtBias,
+        A,
+        D,
+        convState: state.conv,
+        ssmState: state.ssm,
+      }); // (b, 1, dInner)
+      return be.linear(y, this.outProj, this.outProjBias); // (b, 1, d)
+    }
     const [x, z] = be.split(xz, [dInner, dInner]); // (b, l, dInner) each
     const u = be.causalConv1d(x, this.convWeight, this.convBias, state.conv, true); // (b, l, dInner)
     const dbc = be.linear(u, this.xProj, null); // (b, l, R + 2n)

@@ -53,21 +53,33 @@ export class Mamba2Mixer implements Mixer {
     this.outProjBias = p.optional('out_proj.bias');
   }
 
+  get inProjection(): { weight: Tensor; bias: Tensor | null } {
+    return { weight: this.inProj, bias: this.inProjBias };
+  }
+
   forward(hidden: Tensor, state: LayerState): Tensor {
-    return this.run(hidden, state).out;
+    return this.fromProjection(this.project(hidden), state);
+  }
+
+  fromProjection(zxbcdt: Tensor, state: LayerState): Tensor {
+    return this.run(zxbcdt, state).out;
   }
 
   forwardSaving(hidden: Tensor): { out: Tensor; saved: Saved } {
-    const { out, ...saved } = this.run(hidden, zeroLayerState(this.backend, this.config, hidden.shape[0]));
+    const state = zeroLayerState(this.backend, this.config, hidden.shape[0]);
+    const { out, ...saved } = this.run(this.project(hidden), state);
     return { out, saved: { hidden, ...saved } };
   }
 
-  private run(hidden: Tensor, state: LayerState): Omit<Saved, 'hidden'> & { out: Tensor } {
+  private project(hidden: Tensor): Tensor {
+    return this.backend.linear(hidden, this.inProj, this.inProjBias); // (b, l, dInner + convDim + h)
+  }
+
+  private run(zxbcdt: Tensor, state: LayerState): Omit<Saved, 'hidden'> & { out: Tensor } {
     const be = this.backend;
     const c = this.config;
     const dInner = c.intermediateSize;
     const gn = c.nGroups * c.stateSize;
-    const zxbcdt = be.linear(hidden, this.inProj, this.inProjBias); // (b, l, dInner + convDim + h)
     const [z, xBC, dt] = be.split(zxbcdt, [dInner, dInner + 2 * gn, c.numHeads]); // (b, l, ·)
     const xBCc = be.causalConv1d(xBC, this.convWeight, this.convBias, state.conv, true); // (b, l, convDim)
     const [x, B, C] = be.split(xBCc, [dInner, gn, gn]); // (b, l, h·p), (b, l, g·n), (b, l, g·n)

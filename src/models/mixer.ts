@@ -12,6 +12,10 @@ export type Grads = ReadonlyMap<string, Tensor>;
 export interface Mixer {
   /** (b, l, d) → (b, l, d), reading and advancing the layer's recurrent state. */
   forward(hidden: Tensor, state: LayerState): Tensor;
+  /** in_proj's weight and bias: decoding steps fuse the block's norm into this projection. */
+  readonly inProjection?: { weight: Tensor; bias: Tensor | null };
+  /** forward from in_proj's output (b, l, ·) on: forward = fromProjection(in_proj(hidden)). */
+  fromProjection?(projected: Tensor, state: LayerState): Tensor;
   /** forward from a zero state, keeping what `backward` needs. */
   forwardSaving(hidden: Tensor): { out: Tensor; saved: unknown };
   /** Gradient of the input (b, l, d) from that of the output; adds parameter gradients to `grads`. */
