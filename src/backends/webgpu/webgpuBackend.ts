@@ -352,7 +352,13 @@ export class WebGpuBackend implements Backend {
     if (bindGroup === undefined) {
       const entries: GPUBindGroupEntry[] = buffers.map((b, i) => {
         const t = b as GpuTensor;
-        if (t.offset === 0) return { binding: i, resource: { buffer: t.buffer } };
+        if (t.offset === 0) {
+          // A pooled buffer is rounded up to a power of two: one of 2 GiB exceeds a binding limit
+          // of 2 GiB - 4 that its tensor fits (alloc checks), so it binds its first `max` bytes.
+          const max = this.limits.maxStorageBufferBindingSize;
+          if (t.buffer.size <= max) return { binding: i, resource: { buffer: t.buffer } };
+          return { binding: i, resource: { buffer: t.buffer, offset: 0, size: max - (max % 4) } };
+        }
         const start = t.offset * 4;
         if (!t.contiguous || start % this.limits.minStorageBufferOffsetAlignment !== 0)
           fail(`webgpu backend: ${kernel.name} was given a view it cannot bind (use dense)`);
