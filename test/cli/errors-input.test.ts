@@ -127,7 +127,6 @@ const commandCases: ErrorCase[] = [
     ['logits', '--model', tiny, '--input-ids', tinyIds],
     'logits: --output is required',
   ),
-  usage('missing --model', ['generate', '--prompt-ids', '1,2', '--greedy'], 'generate: --model is required'),
   usage(
     'missing --preset',
     ['init', '--family', 'mamba', '--out', tmpFile('x')],
@@ -191,7 +190,7 @@ const commandCases: ErrorCase[] = [
   usage(
     'bench: unknown preset',
     ['bench', '--preset', 'huge', '--prefill', '1', '--decode', '1', '--json', tmpFile('bench.json')],
-    'unknown mamba preset "huge" \\(available: tiny, 130m, .*\\)',
+    'unknown mamba preset "huge" \\(available: tiny, small, 130m, .*\\)',
   ),
   usage(
     'init: unknown family',
@@ -201,7 +200,7 @@ const commandCases: ErrorCase[] = [
   usage(
     'init: unknown preset',
     ['init', '--family', 'mamba2', '--preset', 'huge', '--out', tmpFile('z')],
-    'unknown mamba2 preset "huge" \\(available: tiny, 130m, .*\\)',
+    'unknown mamba2 preset "huge" \\(available: tiny, small, 130m, .*\\)',
   ),
 ];
 
