@@ -9,38 +9,13 @@ import { CONV_MIN_LENGTH, s4dArrays, s4dConvolution, s4dDims, s4dRecurrent } fro
 import type { Backend, MambaStepArgs, S4dArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
 import { addRmsNormLinearOps, mambaStepOps } from '../composedOps.ts';
 import { causalConv1d } from './conv1d.ts';
+import { CpuTensor, f32, i32, rowsCols } from './cpuTensor.ts';
 import { linear } from './matmul.ts';
 import { addRmsNorm, gatedRmsNorm } from './norm.ts';
 import { selectiveScan } from './selectiveScan.ts';
 import { ssdChunked, ssdRecurrent } from './ssd.ts';
 import { sharedF32 } from './threads.ts';
 import { CpuTraining } from './training.ts';
-
-export class CpuTensor implements Tensor {
-  constructor(
-    readonly shape: Shape,
-    readonly dtype: DType,
-    readonly data: Float32Array | Int32Array,
-  ) {}
-}
-
-function f32(t: Tensor): Float32Array {
-  const data = (t as CpuTensor).data;
-  if (!(data instanceof Float32Array)) fail(`cpu backend: expected an f32 tensor, got ${t.dtype}`);
-  return data;
-}
-
-function i32(t: Tensor): Int32Array {
-  const data = (t as CpuTensor).data;
-  if (!(data instanceof Int32Array)) fail(`cpu backend: expected an i32 tensor, got ${t.dtype}`);
-  return data;
-}
-
-/** The last extent and the product of the others: (…, c) → [rows, c]. */
-function rowsCols(shape: Shape): [number, number] {
-  const cols = shape[shape.length - 1];
-  return [numel(shape) / cols, cols];
-}
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu';

@@ -1,17 +1,8 @@
-// Helpers shared by the CPU backward of the selective scan and of SSD: typed-array access to cpu
-// tensors, the derivative of softplus (matching src/nn/activations.ts), and the
+// Helpers shared by the CPU backward of the selective scan and of SSD: shape checks, the derivative of softplus (matching src/nn/activations.ts), and the
 // checkpoint interval of the state recomputation.
 
 import { fail } from '../../core/errors.ts';
 import { type Shape, sameShape, showShape, type Tensor } from '../../core/tensor.ts';
-import type { CpuTensor } from './cpuBackend.ts';
-
-/** The float32 values of a cpu tensor (dense on this backend: split returns copies). */
-export function f32Data(t: Tensor): Float32Array {
-  const data = (t as CpuTensor).data;
-  if (!(data instanceof Float32Array)) fail(`cpu backend: expected an f32 tensor, got ${t.dtype}`);
-  return data;
-}
 
 /** Fails with one line unless `t` has exactly `shape`. */
 export function expectShape(where: string, name: string, t: Tensor, shape: Shape): void {

@@ -25,8 +25,9 @@ import { softplus } from '../../nn/activations.ts';
 import type { SelectiveScanArgs } from '../backend.ts';
 import type { ScanGrads } from '../training.ts';
 import type { CpuBackend } from './cpuBackend.ts';
+import { f32 } from './cpuTensor.ts';
 import { siluGrad } from './normBackward.ts';
-import { checkpointInterval, expectShape, f32Data, softplusGrad } from './scanBackwardShared.ts';
+import { checkpointInterval, expectShape, softplusGrad } from './scanBackwardShared.ts';
 
 interface ScanBackwardArrays {
   u: Float32Array; // (b, l, d)
@@ -80,24 +81,24 @@ export function selectiveScanBackward(
   };
   scanBackward(
     {
-      u: f32Data(args.u),
-      delta: f32Data(args.delta),
-      deltaBias: f32Data(args.deltaBias),
-      A: f32Data(args.A),
-      B: f32Data(args.B),
-      C: f32Data(args.C),
-      D: f32Data(args.D),
-      z: f32Data(args.z),
-      state: f32Data(args.state),
-      dy: f32Data(dy),
-      du: f32Data(out.du),
-      dDelta: f32Data(out.dDelta),
-      dB: f32Data(out.dB),
-      dC: f32Data(out.dC),
-      dz: f32Data(out.dz),
-      gDeltaBias: f32Data(grads.deltaBias),
-      gALog: f32Data(grads.ALog),
-      gD: f32Data(grads.D),
+      u: f32(args.u),
+      delta: f32(args.delta),
+      deltaBias: f32(args.deltaBias),
+      A: f32(args.A),
+      B: f32(args.B),
+      C: f32(args.C),
+      D: f32(args.D),
+      z: f32(args.z),
+      state: f32(args.state),
+      dy: f32(dy),
+      du: f32(out.du),
+      dDelta: f32(out.dDelta),
+      dB: f32(out.dB),
+      dC: f32(out.dC),
+      dz: f32(out.dz),
+      gDeltaBias: f32(grads.deltaBias),
+      gALog: f32(grads.ALog),
+      gD: f32(grads.D),
     },
     b,
     l,

@@ -24,7 +24,8 @@ import { softplus } from '../../nn/activations.ts';
 import type { SsdArgs } from '../backend.ts';
 import type { SsdGrads } from '../training.ts';
 import type { CpuBackend } from './cpuBackend.ts';
-import { checkpointInterval, expectShape, f32Data, softplusGrad } from './scanBackwardShared.ts';
+import { f32 } from './cpuTensor.ts';
+import { checkpointInterval, expectShape, softplusGrad } from './scanBackwardShared.ts';
 import type { SsdDims } from './ssd.ts';
 
 interface SsdBackwardArrays {
@@ -79,22 +80,22 @@ export function ssdBackward(
   };
   ssdRecurrentBackward(
     {
-      x: f32Data(args.x),
-      dt: f32Data(args.dt),
-      dtBias: f32Data(args.dtBias),
-      A: f32Data(args.A),
-      B: f32Data(args.B),
-      C: f32Data(args.C),
-      D: f32Data(args.D),
-      state: f32Data(args.state),
-      dy: f32Data(dy),
-      dx: f32Data(out.dx),
-      ddt: f32Data(out.ddt),
-      dB: f32Data(out.dB),
-      dC: f32Data(out.dC),
-      gDtBias: f32Data(grads.dtBias),
-      gALog: f32Data(grads.ALog),
-      gD: f32Data(grads.D),
+      x: f32(args.x),
+      dt: f32(args.dt),
+      dtBias: f32(args.dtBias),
+      A: f32(args.A),
+      B: f32(args.B),
+      C: f32(args.C),
+      D: f32(args.D),
+      state: f32(args.state),
+      dy: f32(dy),
+      dx: f32(out.dx),
+      ddt: f32(out.ddt),
+      dB: f32(out.dB),
+      dC: f32(out.dC),
+      gDtBias: f32(grads.dtBias),
+      gALog: f32(grads.ALog),
+      gD: f32(grads.D),
     },
     { b, l, h, p, g, n, q: args.chunkSize, dtMin: args.dtLimit[0], dtMax: args.dtLimit[1] },
   );

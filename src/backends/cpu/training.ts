@@ -17,30 +17,13 @@ import type {
   TrainingOps,
 } from '../training.ts';
 import { causalConv1dBackward } from './conv1dBackward.ts';
-import type { CpuBackend, CpuTensor } from './cpuBackend.ts';
+import type { CpuBackend } from './cpuBackend.ts';
+import { type CpuTensor, f32, i32, rowsCols } from './cpuTensor.ts';
 import { linearDw, linearDx } from './linearBackward.ts';
 import { adamw, crossEntropy } from './lossAndAdam.ts';
 import { addRmsNormBackward, gatedRmsNormBackward } from './normBackward.ts';
 import { selectiveScanBackward } from './selectiveScanBackward.ts';
 import { ssdBackward } from './ssdBackward.ts';
-
-function f32(t: Tensor): Float32Array {
-  const data = (t as CpuTensor).data;
-  if (!(data instanceof Float32Array)) fail(`cpu training: expected an f32 tensor, got ${t.dtype}`);
-  return data;
-}
-
-function i32(t: Tensor): Int32Array {
-  const data = (t as CpuTensor).data;
-  if (!(data instanceof Int32Array)) fail(`cpu training: expected an i32 tensor, got ${t.dtype}`);
-  return data;
-}
-
-/** The last extent and the product of the others: (…, c) → [rows, c]. */
-function rowsCols(shape: Shape): [number, number] {
-  const cols = shape[shape.length - 1];
-  return [cols === 0 ? 0 : numel(shape) / cols, cols];
-}
 
 function sameSize(op: string, a: Tensor, b: Tensor): void {
   if (numel(a.shape) !== numel(b.shape))
