@@ -8,6 +8,7 @@ import { generateCommand } from './generate.ts';
 import { gradsCommand } from './grads.ts';
 import { initCommand } from './init.ts';
 import { logitsCommand } from './logits.ts';
+import { reproCommand } from './repro.ts';
 import { trainCommand } from './train.ts';
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
@@ -18,6 +19,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   init: initCommand,
   train: trainCommand,
   bench: benchCommand,
+  repro: reproCommand,
 };
 
 const usage = `usage: mamba-ts <command> [options]
@@ -40,6 +42,9 @@ commands:
   bench     [--family mamba|mamba2] [--prefill N] [--decode N] [--json FILE]
             (GPU table: --backend webgpu [--quick] [--peak-gbps GBPS] [--json FILE])
             (training: --train [--backend cpu|webgpu] [--preset P] [--batch B] [--seq-len L] [--steps N])
+  repro     selective-copying|induction-heads [--layer s6|s4d|both] [--backend cpu|webgpu] [--quick]
+            [--steps N] [--batch B] [--lr LR] [--seed N] [--max-test-length N] [--out DIR]
+            the Mamba paper's synthetic tasks: train, evaluate, table + JSON + SVG (REPRODUCTION.md)
 `;
 
 export async function main(argv: string[]): Promise<number> {
