@@ -56,10 +56,17 @@ export class S4dMixer implements Mixer {
     this.outProjBias = p.optional('out_proj.bias');
   }
 
+  get inProjection(): { weight: Tensor; bias: Tensor | null } {
+    return { weight: this.inProj, bias: this.inProjBias };
+  }
+
   forward(hidden: Tensor, state: LayerState): Tensor {
+    return this.fromProjection(this.backend.linear(hidden, this.inProj, this.inProjBias), state); // (b, l, d)
+  }
+
+  fromProjection(xz: Tensor, state: LayerState): Tensor {
     const be = this.backend;
     const dInner = this.config.intermediateSize;
-    const xz = be.linear(hidden, this.inProj, this.inProjBias); // (b, l, 2·dInner)
     const [x, z] = be.split(xz, [dInner, dInner]); // (b, l, dInner) each
     const u = be.causalConv1d(x, this.convWeight, this.convBias, state.conv, true); // (b, l, dInner)
     const y = be.s4d!(this.s4dArgs(u, z, state.ssm)); // (b, l, dInner)
