@@ -23,19 +23,23 @@ test('bench --backend webgpu --quick prints every row and writes JSON', {
   for (const line of result.stderr.split('\n').filter(Boolean)) assert.match(line, /^Warning: /);
   const lines = result.stdout.trimEnd().split('\n');
   assert.match(lines[0], /^WebGPU bench \(quick: tiny shapes\): .+; peak 100 GB\/s$/);
-  assert.match(lines[1], /^family +what +shape +ms +tok\/s +GB\/s +% peak$/);
+  assert.match(lines[1], /^family +what +shape +ms +tok\/s +GB\/s +% peak +note$/);
   const expected = [
     /^mamba +prefill +b1 x 8 /,
     /^mamba +prefill +b2 x 8 /,
     /^mamba +prefill +b1 x 32 /,
-    /^mamba +decode +b1 /,
-    /^mamba +decode +b3 /,
+    /^mamba +decode \(logits back\) +b1 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
+    /^mamba +decode greedy \(ids back\) +b1 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
+    /^mamba +decode \(logits back\) +b3 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
+    /^mamba +decode greedy \(ids back\) +b3 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
     /^mamba +selective scan \(1 layer\) +b2 x 16, d32 n16 +[\d.]+ +\d+ +[\d.]+ +[\d.]+$/,
     /^mamba2 +prefill +b1 x 8 /,
     /^mamba2 +prefill +b2 x 8 /,
     /^mamba2 +prefill +b1 x 32 /,
-    /^mamba2 +decode +b1 /,
-    /^mamba2 +decode +b3 /,
+    /^mamba2 +decode \(logits back\) +b1 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
+    /^mamba2 +decode greedy \(ids back\) +b1 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
+    /^mamba2 +decode \(logits back\) +b3 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
+    /^mamba2 +decode greedy \(ids back\) +b3 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
     /^mamba2 +ssd \(1 layer\) +b1 x 32, 4x16 n32 q16 +[\d.]+ +\d+ +[\d.]+ +[\d.]+$/,
   ];
   const rows = lines.slice(2, -1);
