@@ -108,10 +108,10 @@ export interface Backend {
     bias: Tensor | null,
   ): { residual: Tensor; out: Tensor };
 
-  // S4D ops (appended; optional until every backend has them: the CPU one does).
+  // S4D ops (appended; optional: the CPU and WebGPU backends have them).
   /**
    * The gated S4D layer (time-invariant diagonal SSM, src/ssm/s4d.ts): y = (K̄ * u + D u) · SiLU(z)
-   * → (b, l, d), the convolution form (FFT) for long inputs, the recurrence for short ones.
+   * → (b, l, d); the backend picks the form (CPU: FFT convolution for long inputs, else the recurrence).
    */
   s4d?(args: S4dArgs): Tensor;
 }

@@ -5,7 +5,8 @@
 // S4D (src/ssm/s4d.ts) is time-invariant: Δ = exp(log_dt), B and C are per-channel parameters
 // (dInner, n), not functions of u, so x_proj and dt_proj are gone. A = -exp(A_log) starts where
 // Mamba's does (S4D-Real, A_log = log(1…n)) and the state (b, dInner, n) has Mamba's shape.
-// Training runs the convolution form (FFT); decoding the recurrence (the backend picks by length).
+// The backend picks S4D's form: on the CPU the FFT convolution for training and long prompts and
+// the recurrence for decoding; on WebGPU the recurrence forward and direct correlations backward.
 
 import type { Backend, S4dArgs } from '../backends/backend.ts';
 import { fail } from '../core/errors.ts';

@@ -6,8 +6,17 @@
 
 import { fail } from '../../core/errors.ts';
 import { numel, showShape, type Tensor } from '../../core/tensor.ts';
-import type { SelectiveScanArgs, SsdArgs } from '../backend.ts';
-import type { AdamWHyper, ConvGrads, LinearGrads, ScanGrads, SsdGrads, TrainingOps } from '../training.ts';
+import { s4dDims } from '../../ssm/s4d.ts';
+import type { S4dArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
+import type {
+  AdamWHyper,
+  ConvGrads,
+  LinearGrads,
+  S4dGrads,
+  ScanGrads,
+  SsdGrads,
+  TrainingOps,
+} from '../training.ts';
 import type { GpuTensor } from './gpuTensor.ts';
 import { adamw } from './kernels/adamw.ts';
 import { columnSum } from './kernels/columnSum.ts';
@@ -19,6 +28,7 @@ import { gatedRmsNormBackward } from './kernels/gatedNormBackward.ts';
 import { linear } from './kernels/linear.ts';
 import { linearGrad } from './kernels/linearGrad.ts';
 import { addRmsNormBackward } from './kernels/normBackward.ts';
+import { s4dBackward } from './kernels/s4dBackward.ts';
 import { selectiveScanBackward } from './kernels/selectiveScanBackward.ts';
 import { ssdBackward } from './kernels/ssdBackward.ts';
 import { sumOfSquares } from './kernels/sumSquares.ts';
@@ -186,5 +196,14 @@ export class WebGpuTraining implements TrainingOps {
 
   negExp(src: Tensor, dst: Tensor): void {
     elementwise(this.backend, 'negExp', gpu(dst), gpu(src));
+  }
+
+  s4dBackward(args: S4dArgs, dOut: Tensor, grads: S4dGrads): { du: Tensor; dz: Tensor } {
+    s4dDims(args);
+    if (numel(dOut.shape) !== numel(args.u.shape))
+      fail(`s4dBackward: dOut ${showShape(dOut.shape)} for u ${showShape(args.u.shape)}`);
+    const be = this.backend;
+    const dense = { ...args, u: be.dense(gpu(args.u)), z: be.dense(gpu(args.z)) };
+    return s4dBackward(be, dense, be.dense(gpu(dOut)), grads);
   }
 }

@@ -10,7 +10,8 @@
 
 import { fail } from '../../core/errors.ts';
 import { type DType, numel, type Shape, showShape, type Tensor } from '../../core/tensor.ts';
-import type { Backend, MambaStepArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
+import { s4dDims } from '../../ssm/s4d.ts';
+import type { Backend, MambaStepArgs, S4dArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
 import { BufferPool } from './bufferPool.ts';
 import { createGpuContext, type GpuContext } from './device.ts';
 import { GpuTensor, Usage } from './gpuTensor.ts';
@@ -20,6 +21,7 @@ import { embedding } from './kernels/embedding.ts';
 import { addRmsNormLinear, linear } from './kernels/linear.ts';
 import { mambaStep } from './kernels/mambaStep.ts';
 import { addRmsNorm, gatedRmsNorm } from './kernels/norm.ts';
+import { s4dScan } from './kernels/s4dScan.ts';
 import { selectiveScan } from './kernels/selectiveScan.ts';
 import { copyView } from './kernels/split.ts';
 import { ssd } from './kernels/ssd.ts';
@@ -450,6 +452,11 @@ export class WebGpuBackend implements Backend {
 
   ssd(args: SsdArgs): Tensor {
     return ssd(this, args);
+  }
+
+  s4d(args: S4dArgs): Tensor {
+    s4dDims(args);
+    return s4dScan(this, { ...args, u: this.dense(args.u as GpuTensor), z: this.dense(args.z as GpuTensor) });
   }
 
   gatedRmsNorm(
