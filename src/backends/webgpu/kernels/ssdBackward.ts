@@ -1,10 +1,12 @@
-// Backward of Mamba-2's SSD on the webgpu backend. FIRST VERSION: the recurrent backward with
-// chunk-boundary state recomputation (scanBackwardPasses.ts, lane = (head, head channel), N = n
-// states per thread), not yet the chunked matmul form of the forward (ssdChunked.ts): correct for
-// every shape, but a thread holds n states and a private (LC, n) array of recomputed states, which
-// is slow for the n = 128 of real checkpoints. Deterministic sums (scanBackwardReduce.ts) finish
-// dB, dC over the heads of a group and their channel blocks, dΔ over a head's channels, dA and dD
-// over batches, chunks and channels, and ddt over positions for the bias.
+// Backward of Mamba-2's SSD on the webgpu backend, in one of two forms chosen here:
+// - chunked (ssdBackwardChunked.ts): the forward's chunked SSD run backwards, matmul-shaped in
+//   workgroup memory, for l > 1 and chunks of q ≤ 256 (ssdBackwardTuning.chunked);
+// - recurrent (scanBackwardPasses.ts, lane = (head, head channel), N = n states per thread), the
+//   fallback for every other shape and for l = 1: correct everywhere but slow at the n = 128 of
+//   real checkpoints (a thread holds n states and a private (LC, n) array of recomputed states).
+//   Deterministic sums (scanBackwardReduce.ts) finish dB, dC over the heads of a group and their
+//   channel blocks, dΔ over a head's channels, dA and dD over batches, chunks and channels, and
+//   ddt over positions for the bias.
 //   Δ = clamp(softplus(dt + dtBias), dtLimit) (no gradient where clamped),
 //   h_t = exp(Δ A) h_{t−1} + Δ x_t B_tᵀ, y_t = h_t C_t + D x_t, head i in group i / (h/g)
 // Returns dx (b, l, h·p), ddt (b, l, h) (before the bias), dB and dC (b, l, g·n); adds into
@@ -20,6 +22,14 @@ import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { bytesPerBatchRow, recurrenceBackward } from './scanBackwardPasses.ts';
 import { reduce } from './scanBackwardReduce.ts';
 import { inBatchSlices } from './scanBackwardSlices.ts';
+import { ssdTuning } from './ssd.ts';
+import { chunkedApplies, chunkedBackward, chunkedBytesPerRow } from './ssdBackwardChunked.ts';
+
+/**
+ * chunked: whether the chunked form is taken where it applies (tests and benchmarks may turn it
+ * off); runs: how many calls took each form (tests check the choice).
+ */
+export const ssdBackwardTuning = { chunked: true, runs: { chunked: 0, recurrent: 0 } };
 
 export function ssdBackward(
   be: WebGpuBackend,
@@ -31,8 +41,23 @@ export function ssdBackward(
   const [, h, p, n] = args.state.shape;
   const g = args.B.shape[2] / n;
   const dense = (t: Tensor) => be.dense(t as GpuTensor);
-  const perRow = bytesPerBatchRow(be, { b: 1, l, H: h, P: p, G: g, n }, true);
+  const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : args.chunkSize, l);
   const { x, dt, B, C, state } = args;
+  if (ssdBackwardTuning.chunked && l > 1 && chunkedApplies(be, q)) {
+    ssdBackwardTuning.runs.chunked++;
+    const perRow = chunkedBytesPerRow({ b: 1, l, h, p, g, n, q });
+    return inBatchSlices(be, batch, perRow, { x, dt, B, C, dy, state }, (s, b) =>
+      be.tidy(() => {
+        const [xs, dts, Bs, Cs, dys, states] = [s.x, s.dt, s.B, s.C, s.dy, s.state].map(dense);
+        const [dtBias, A, D] = [args.dtBias, args.A, args.D].map(dense);
+        const inputs = { x: xs, dt: dts, B: Bs, C: Cs, dy: dys, state: states, dtBias, A, D };
+        const r = chunkedBackward(be, { ...inputs, dtLimit: args.dtLimit }, { b, l, h, p, g, n, q }, grads);
+        return { dx: r.dx as Tensor, ddt: r.ddt as Tensor, dB: r.dB as Tensor, dC: r.dC as Tensor };
+      }),
+    );
+  }
+  ssdBackwardTuning.runs.recurrent++;
+  const perRow = bytesPerBatchRow(be, { b: 1, l, H: h, P: p, G: g, n }, true);
   return inBatchSlices(be, batch, perRow, { x, dt, B, C, dy, state }, (s, b) =>
     be.tidy(() => {
       const r = recurrenceBackward(be, {
