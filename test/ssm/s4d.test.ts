@@ -141,23 +141,38 @@ test('s4dBackward: every input and parameter against finite differences, added o
     const { x, ALog } = inputs(rand, b, l, d, n, false);
     const a = args(x);
     const dOut = draw(b * l * d, () => normal(rand));
-    const start = {
-      logDt: draw(d, () => normal(rand)),
-      ALog: draw(d * n, () => normal(rand)),
-      B: draw(d * n, () => normal(rand)),
-      C: draw(d * n, () => normal(rand)),
-      D: draw(d, () => normal(rand)),
+    // Onto zeros for the finite-difference check (an f32 sum onto O(1) values would round away a
+    // small gradient's low bits), then again onto random values, which must gain exactly as much.
+    const shapes = { logDt: [d], ALog: [d, n], B: [d, n], C: [d, n], D: [d] } as const;
+    type Key = keyof typeof shapes;
+    const keys = Object.keys(shapes) as Key[];
+    const run = (init: (key: Key) => Float32Array) => {
+      const grads = Object.fromEntries(keys.map((k) => [k, be.upload(init(k), shapes[k])])) as Record<
+        Key,
+        Tensor
+      >;
+      return { grads, ...be.training.s4dBackward!(a, be.upload(f32(dOut), [b, l, d]), grads) };
     };
-    const grads = {
-      logDt: be.upload(f32(start.logDt), [d]),
-      ALog: be.upload(f32(start.ALog), [d, n]),
-      B: be.upload(f32(start.B), [d, n]),
-      C: be.upload(f32(start.C), [d, n]),
-      D: be.upload(f32(start.D), [d]),
-    };
-    const { du, dz } = be.training.s4dBackward!(a, be.upload(f32(dOut), [b, l, d]), grads);
-    const added = async (key: keyof typeof start) =>
-      (await read(grads[key])).map((v, i) => v - start[key][i]);
+    const zeros = run((k) => new Float32Array(shapes[k].reduce((x, y) => x * y, 1)));
+    const start = Object.fromEntries(
+      keys.map((k) => [
+        k,
+        f32(
+          draw(
+            shapes[k].reduce((x, y) => x * y, 1),
+            () => normal(rand),
+          ),
+        ),
+      ]),
+    ) as Record<Key, Float32Array>;
+    const onto = run((k) => start[k]);
+    for (const k of keys) {
+      const once = await read(zeros.grads[k]);
+      const want = start[k].map((v, i) => v + once[i]); // rounded to f32 as the kernel's sum is
+      const diff = relDiff(await read(onto.grads[k]), want);
+      assert.ok(diff < 1e-6, `${k}: adding onto existing gradients differs by ${diff}`);
+    }
+    const { du, dz } = zeros;
     checkGrad(t, {
       name: `s4d (b=${b}, l=${l}, d=${d}, n=${n})`,
       inputs: { u: x.u, z: x.z!, logDt: x.logDt, ALog, B: x.B, C: x.C, D: x.D! },
@@ -166,11 +181,11 @@ test('s4dBackward: every input and parameter against finite differences, added o
       analytic: {
         u: await read(du),
         z: await read(dz),
-        logDt: await added('logDt'),
-        ALog: await added('ALog'),
-        B: await added('B'),
-        C: await added('C'),
-        D: await added('D'),
+        logDt: await read(zeros.grads.logDt),
+        ALog: await read(zeros.grads.ALog),
+        B: await read(zeros.grads.B),
+        C: await read(zeros.grads.C),
+        D: await read(zeros.grads.D),
       },
       dy: dOut,
       tol: GRAD,
