@@ -31,6 +31,12 @@ const upload = (values: Float64Array, shape: number[]): Tensor => be.upload(Floa
 const read = async (t: Tensor): Promise<Float64Array> => Float64Array.from(await be.read(t));
 const negExp = (aLog: Float64Array): Float64Array => aLog.map((v) => -Math.exp(v));
 
+/**
+ * Pre-filled parameter gradients: small (1e-3) so that the f32 sum onto them keeps a small
+ * gradient's low bits (onto O(1) values it would not), nonzero so that `=` instead of `+=` fails.
+ */
+const prefill = (rand: Rand, len: number) => f32Values(rand, len, () => 1e-3 * normal(rand));
+
 /** What a parameter gradient tensor gained over its pre-filled value. */
 async function added(t: Tensor, before: Float64Array): Promise<Float64Array> {
   return (await read(t)).map((v, i) => v - before[i]);
@@ -102,7 +108,7 @@ async function checkScan(t: TestContext, shape: ScanShape): Promise<void> {
   const forwardDiff = relDiff(y, scanForward(shape, inputs));
   t.diagnostic(`forward against the reference: ${forwardDiff.toExponential(2)}`);
   assert.ok(forwardDiff < 1e-5, `forward differs from the reference by ${forwardDiff}`);
-  const before = { deltaBias: f32Values(rand, d), ALog: f32Values(rand, d * n), D: f32Values(rand, d) };
+  const before = { deltaBias: prefill(rand, d), ALog: prefill(rand, d * n), D: prefill(rand, d) };
   const grads = {
     deltaBias: upload(before.deltaBias, [d]),
     ALog: upload(before.ALog, [d, n]),
@@ -229,7 +235,7 @@ async function checkSsd(t: TestContext, shape: SsdShape): Promise<void> {
   t.diagnostic(`${clamped} of ${delta.length} Δ clamped`);
   if (Number.isFinite(shape.dtLimit[1]))
     assert.ok(clamped > 0 && clamped < delta.length, `the clamp should be active on some Δ, not all`);
-  const before = { dtBias: f32Values(rand, h), ALog: f32Values(rand, h), D: f32Values(rand, h) };
+  const before = { dtBias: prefill(rand, h), ALog: prefill(rand, h), D: prefill(rand, h) };
   const grads = {
     dtBias: upload(before.dtBias, [h]),
     ALog: upload(before.ALog, [h]),

@@ -24,6 +24,11 @@ const ops = be.training;
 /** Random float32-representable values, so that the kernel and the float64 forward see the same inputs. */
 const draw = (rand: Rand, len: number, scale = 1) =>
   Float64Array.from({ length: len }, () => Math.fround(scale * normal(rand)));
+/**
+ * Scale of pre-filled parameter gradients: small so that the f32 sum onto them keeps a small
+ * gradient's low bits, nonzero so that `=` instead of `+=` fails.
+ */
+const PREFILL = 1e-3;
 const up = (a: Float64Array, shape: number[]) => be.upload(Float32Array.from(a), shape);
 const read = async (t: Tensor) => Float64Array.from(await be.read(t));
 const minus = (a: Float64Array, b: Float64Array) => a.map((v, i) => v - b[i]);
@@ -62,8 +67,8 @@ test('linearBackward: dx, dW and db against finite differences, added onto exist
     const W = draw(rand, n * k);
     const bias = draw(rand, n);
     const dy = draw(rand, b * l * n);
-    const W0 = draw(rand, n * k);
-    const b0 = draw(rand, n);
+    const W0 = draw(rand, n * k, PREFILL);
+    const b0 = draw(rand, n, PREFILL);
     // x as the first part of a split, as the models pass it
     const xWide = new Float64Array(b * l * (k + extra)); // (b, l, k + extra)
     for (let r = 0; r < b * l; r++) xWide.set(x.subarray(r * k, (r + 1) * k), r * (k + extra));
@@ -110,8 +115,8 @@ test('linearBackward: packed and threaded sizes against float64 products', async
     const x = draw(rand, m * k);
     const W = draw(rand, n * k);
     const dy = draw(rand, m * n);
-    const W0 = draw(rand, n * k);
-    const b0 = draw(rand, n);
+    const W0 = draw(rand, n * k, PREFILL);
+    const b0 = draw(rand, n, PREFILL);
     const grads = { weight: up(W0, [n, k]), bias: up(b0, [n]) };
     const dx = ops.linearBackward(up(dy, [m, n]), up(x, [m, k]), up(W, [n, k]), grads);
     assert.ok(dx !== null);
@@ -180,7 +185,7 @@ test('embeddingBackward: rows scattered onto existing values, repeated ids summe
   const ids = Int32Array.from([3, 0, 3, 4, 3]);
   const table = draw(rand, vocab * d);
   const dy = draw(rand, ids.length * d);
-  const before = draw(rand, vocab * d);
+  const before = draw(rand, vocab * d, PREFILL);
   const dWeight = up(before, [vocab, d]);
   ops.embeddingBackward(be.upload(ids, [1, ids.length]), up(dy, [1, ids.length, d]), dWeight);
   checkGrad(t, {
@@ -205,7 +210,7 @@ test('addRmsNormBackward: with and without the later gradient dSum', async (t) =
     const weight = draw(rand, d);
     const dNormed = draw(rand, rows * d);
     const dSum = draw(rand, rows * d);
-    const before = draw(rand, d);
+    const before = draw(rand, d, PREFILL);
     const dWeight = up(before, [d]);
     const dx = ops.addRmsNormBackward(
       up(dNormed, [2, 2, d]),
@@ -282,7 +287,7 @@ test('gatedRmsNormBackward: both gate orders, two groups, inputs from split', as
     const z = draw(rand, rows * c, 2);
     const weight = draw(rand, c);
     const dOut = draw(rand, rows * c);
-    const before = draw(rand, c);
+    const before = draw(rand, c, PREFILL);
     const dWeight = up(before, [c]);
     const yz = new Float64Array(2 * rows * c); // (rows, 2c): [y, z] per row, as from in_proj
     for (let r = 0; r < rows; r++) {
