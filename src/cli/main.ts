@@ -28,11 +28,11 @@ commands:
   logits    --model DIR --input-ids IN.npy --output OUT.npy     logits of a batch of token ids
   grads     --model DIR --input-ids IN.npy --output OUT.safetensors   gradients of the next-token
             loss for every parameter; prints {"loss": ...}
-  generate  --model DIR|ORG/NAME --prompt TEXT [--max-new-tokens N] [sampling options]
+  generate  [--model DIR|ORG/NAME] --prompt TEXT [--max-new-tokens N] [sampling options]
             [--stop STR]... [--state-in FILE] [--state-out FILE] [--stats] [--format text|ids]
             (or --prompt-ids 1,2,3 --format ids; sampling: --greedy | --temperature T --top-k K
-            --top-p P --min-p P --repetition-penalty R --seed N)
-  chat      --model DIR|ORG/NAME [--template "User: {input}\nBot:"] [generate's options]
+            --top-p P --min-p P --repetition-penalty R --seed N; no --model: the built-in model)
+  chat      [--model DIR|ORG/NAME] [--template "User: {input}\\nBot:"] [generate's options]
   init      --family mamba|mamba2 --preset tiny|130m|... --out DIR [--seed N]
   train     --data PATH --family mamba|mamba2 [--preset NAME | --init DIR] --out DIR
             [--backend cpu|webgpu] [--steps N] [--batch B] [--seq-len L] [--lr LR] [--min-lr LR]
