@@ -1,15 +1,18 @@
 // Worker thread of the linear() pool (threads.ts): waits for a job in the shared control block,
 // marks itself BUSY, claims column chunks from the top and runs linearCols on them, reading x and
 // bias from the shared arena and writing out there (or, for a TRANSPOSE job, transposeCols between
-// two registered buffers); then clears BUSY. SharedArrayBuffers arrive
+// two registered buffers, or for a LANES job the chunks of a lane job of laneJobs.ts, on views of
+// its registered arrays); then clears BUSY. SharedArrayBuffers arrive
 // once each on a MessagePort, read synchronously with receiveMessageOnPort whenever ctrl[POSTED]
 // is ahead of what this worker has consumed. Never returns to its event loop.
 
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { laneJobs } from './laneJobs.ts';
 import { linearCols } from './matmul.ts';
 import {
   A_ID,
   ADD,
+  ARRAY0,
   B_OFF,
   BUSY,
   C0,
@@ -19,8 +22,13 @@ import {
   D_ID,
   D_OFF,
   FAILED,
+  JOB,
   K,
   KIND,
+  LANE_COUNT,
+  LANE_FIELDS,
+  LANES,
+  type LaneArray,
   M,
   N,
   O_OFF,
@@ -39,7 +47,7 @@ import {
 } from './threads.ts';
 import { transposeCols } from './transpose.ts';
 
-const { ctrl, port } = workerData as { ctrl: Int32Array; port: MessagePort };
+const { ctrl, params, port } = workerData as { ctrl: Int32Array; params: Float64Array; port: MessagePort };
 const views = new Map<number, Float32Array>();
 let consumed = 0;
 
@@ -59,6 +67,23 @@ function view(id: number): Float32Array {
 
 const claimHigh = () => claim(ctrl, false);
 
+/** Runs the lane job in ctrl from chunk `first` on, on views of its registered arrays. */
+function lanes(first: number): void {
+  const job = laneJobs[ctrl[JOB]];
+  const arrays: Record<string, LaneArray> = {};
+  job.keys.forEach((key, i) => {
+    const at = ARRAY0 + i * LANE_FIELDS;
+    const { buffer } = view(ctrl[at]);
+    arrays[key] =
+      ctrl[at + 3] === 1
+        ? new Float64Array(buffer, ctrl[at + 1], ctrl[at + 2])
+        : new Float32Array(buffer, ctrl[at + 1], ctrl[at + 2]);
+  });
+  const [count, width] = [ctrl[LANE_COUNT], ctrl[WIDTH]];
+  for (let c = first; c >= 0; c = claimHigh())
+    job.run(arrays as never, params, c, c * width, Math.min(count, (c + 1) * width));
+}
+
 Atomics.add(ctrl, READY, 1);
 Atomics.notify(ctrl, READY);
 for (let seq = 0; ; ) {
@@ -66,7 +91,8 @@ for (let seq = 0; ; ) {
   Atomics.add(ctrl, BUSY, 1);
   try {
     const first = claimHigh();
-    if (first >= 0 && ctrl[KIND] === TRANSPOSE) {
+    if (first >= 0 && ctrl[KIND] === LANES) lanes(first);
+    else if (first >= 0 && ctrl[KIND] === TRANSPOSE) {
       const [src, dst] = [view(ctrl[S_ID]), view(ctrl[D_ID])];
       const [cols, r0, r1, c0, c1] = [ctrl[COLS], ctrl[R0], ctrl[R1], ctrl[C0], ctrl[C1]];
       const add = ctrl[ADD] === 1;

@@ -11,13 +11,17 @@
 //   dB_t += ∂h_t Δ_t u_t,  du_t = dr_t D + Δ_t Σ_n ∂h_t B_t,  dδ_t = dΔ_t σ(δ_t + deltaBias)
 // then deltaBias += Σ_t dδ, ALog += dA · A (A = −exp(A_log)); dB, dC are summed over channels.
 //
-// Memory. A lane first runs forward keeping only its state at every K-th position (K = ⌈√l⌉:
-// l/K checkpoints of n values), then walks the chunks backwards, recomputing the K states of one
-// chunk from its checkpoint. Scratch: O(√l · n) per lane plus float64 sums of dB, dC over
-// channels, O(l · n) for one batch row: never O(l · d · n). The forward recurrence runs twice;
-// a_t is kept from the recomputation so the reverse walk needs no exp.
+// Memory. A lane first runs forward keeping only its state at every K-th position (K =
+// checkpointInterval: all l positions while they fit the budget, else ⌈√l⌉: l/K checkpoints of n
+// values), then walks the chunks backwards, recomputing the K states of one chunk from its
+// checkpoint. Scratch: O(K · n) per lane: never O(l · d · n). a_t is kept from the recomputation
+// so the reverse walk needs no exp.
+// Threads. Channels are independent but for dB, dC, which sum over them: one batch row at a time,
+// the worker pool (threads.ts) shares out fixed chunks of channels (partialChunks), each chunk sums
+// its dB, dC over its channels in float64 partials (chunks, l, n), and these are summed in chunk
+// order afterwards: the same bits on any number of threads.
 // Left out: deltaProj (the caller passes the full-width Δ input (b, l, d)), the state gradient
-// (training starts from a given state), worker threads.
+// (training starts from a given state).
 
 import { fail } from '../../core/errors.ts';
 import type { Tensor } from '../../core/tensor.ts';
@@ -27,7 +31,14 @@ import type { ScanGrads } from '../training.ts';
 import type { CpuBackend } from './cpuBackend.ts';
 import { f32 } from './cpuTensor.ts';
 import { siluGrad } from './normBackward.ts';
-import { checkpointInterval, expectShape, softplusGrad } from './scanBackwardShared.ts';
+import {
+  checkpointInterval,
+  expectShape,
+  partialChunks,
+  softplusGrad,
+  sumChunks,
+} from './scanBackwardShared.ts';
+import { type LaneJob, laneWidth, runLanes, SCAN_BACKWARD_JOB, sharedF64 } from './threads.ts';
 
 interface ScanBackwardArrays {
   u: Float32Array; // (b, l, d)
@@ -42,13 +53,16 @@ interface ScanBackwardArrays {
   dy: Float32Array; // (b, l, d)
   du: Float32Array; // (b, l, d) out
   dDelta: Float32Array; // (b, l, d) out
-  dB: Float32Array; // (b, l, n) out
-  dC: Float32Array; // (b, l, n) out
   dz: Float32Array; // (b, l, d) out
   gDeltaBias: Float32Array; // (d) += into
   gALog: Float32Array; // (d, n) += into
   gD: Float32Array; // (d) += into
+  partB: Float64Array; // (chunks, b, l, n) dB of each chunk's channels
+  partC: Float64Array; // (chunks, b, l, n) dC of each chunk's channels
 }
+
+/** Grow-only partial sums of dB and dC (shared, so registered with the pool once). */
+let parts = [sharedF64(0), sharedF64(0)];
 
 export function selectiveScanBackward(
   be: CpuBackend,
@@ -79,51 +93,76 @@ export function selectiveScanBackward(
     dC: be.zeros([b, l, n]),
     dz: be.zeros([b, l, d]),
   };
-  scanBackward(
-    {
-      u: f32(args.u),
-      delta: f32(args.delta),
-      deltaBias: f32(args.deltaBias),
-      A: f32(args.A),
-      B: f32(args.B),
-      C: f32(args.C),
-      D: f32(args.D),
-      z: f32(args.z),
-      state: f32(args.state),
-      dy: f32(dy),
-      du: f32(out.du),
-      dDelta: f32(out.dDelta),
-      dB: f32(out.dB),
-      dC: f32(out.dC),
-      dz: f32(out.dz),
-      gDeltaBias: f32(grads.deltaBias),
-      gALog: f32(grads.ALog),
-      gD: f32(grads.D),
-    },
-    b,
-    l,
-    d,
-    n,
-  );
+  const chunks = Math.ceil(d / laneWidth(d, partialChunks(d, n, n)));
+  const size = l * n;
+  if (parts[0].length < chunks * size) parts = [sharedF64(chunks * size), sharedF64(chunks * size)];
+  const arrays: ScanBackwardArrays = {
+    u: f32(args.u),
+    delta: f32(args.delta),
+    deltaBias: f32(args.deltaBias),
+    A: f32(args.A),
+    B: f32(args.B),
+    C: f32(args.C),
+    D: f32(args.D),
+    z: f32(args.z),
+    state: f32(args.state),
+    dy: f32(dy),
+    du: f32(out.du),
+    dDelta: f32(out.dDelta),
+    dz: f32(out.dz),
+    gDeltaBias: f32(grads.deltaBias),
+    gALog: f32(grads.ALog),
+    gD: f32(grads.D),
+    partB: parts[0],
+    partC: parts[1],
+  };
+  for (let bi = 0; bi < b; bi++) {
+    runLanes(scanBackwardJob, arrays, [bi, l, d, n], d, 3 * l * d * n, chunks);
+    sumChunks(f32(out.dB).subarray(bi * size, (bi + 1) * size), parts[0], chunks, size);
+    sumChunks(f32(out.dC).subarray(bi * size, (bi + 1) * size), parts[1], chunks, size);
+  }
   return out;
 }
 
-function scanBackward(a: ScanBackwardArrays, b: number, l: number, d: number, n: number): void {
-  const { u, delta, deltaBias, A, B, C, D, z, state, dy } = a;
-  const k = checkpointInterval(l);
-  const chunks = Math.ceil(l / k);
-  const checkpoints = new Float64Array(chunks * n); // (chunks, n) state entering each chunk
-  const hs = new Float64Array((k + 1) * n); // (k + 1, n) h_{t0−1} … h_{t0+k−1} of one chunk
-  const decays = new Float64Array(k * n); // (k, n) a_t of one chunk
-  const dts = new Float64Array(k); // (k) Δ_t of one chunk
-  const dh = new Float64Array(n); // (n) a_{t+1} ∂h_{t+1}, carried backwards
-  const dA = new Float64Array(n); // (n) dL/dA of one lane
-  const sumB = new Float64Array(l * n); // (l, n) dB of one batch row, summed over channels
-  const sumC = new Float64Array(l * n); // (l, n) dC of one batch row
-  for (let bi = 0; bi < b; bi++) {
+/** The backward of channels [d0, d1) of batch row bi, its dB and dC into the chunk's partials. */
+export const scanBackwardJob: LaneJob<ScanBackwardArrays> = {
+  id: SCAN_BACKWARD_JOB,
+  keys: [
+    'u',
+    'delta',
+    'deltaBias',
+    'A',
+    'B',
+    'C',
+    'D',
+    'z',
+    'state',
+    'dy',
+    'du',
+    'dDelta',
+    'dz',
+    'gDeltaBias',
+    'gALog',
+    'gD',
+    'partB',
+    'partC',
+  ],
+  run(a, params, chunk, d0, d1) {
+    const { u, delta, deltaBias, A, B, C, D, z, state, dy } = a;
+    const [bi, l, d, n] = params;
+    const k = checkpointInterval(l, n);
+    const chunks = Math.ceil(l / k);
+    const checkpoints = new Float64Array(chunks * n); // (chunks, n) state entering each chunk
+    const hs = new Float64Array((k + 1) * n); // (k + 1, n) h_{t0−1} … h_{t0+k−1} of one chunk
+    const decays = new Float64Array(k * n); // (k, n) a_t of one chunk
+    const dts = new Float64Array(k); // (k) Δ_t of one chunk
+    const dh = new Float64Array(n); // (n) a_{t+1} ∂h_{t+1}, carried backwards
+    const dA = new Float64Array(n); // (n) dL/dA of one lane
+    const sumB = a.partB.subarray(chunk * l * n, (chunk + 1) * l * n); // (l, n)
+    const sumC = a.partC.subarray(chunk * l * n, (chunk + 1) * l * n); // (l, n)
     sumB.fill(0);
     sumC.fill(0);
-    for (let di = 0; di < d; di++) {
+    for (let di = d0; di < d1; di++) {
       const Ad = di * n; // start of A[di, :] and ALog[di, :]
       const bias = deltaBias[di];
       const Dd = D[di];
@@ -198,7 +237,5 @@ function scanBackward(a: ScanBackwardArrays, b: number, l: number, d: number, n:
       a.gDeltaBias[di] += dBiasSum;
       for (let ni = 0; ni < n; ni++) a.gALog[Ad + ni] += dA[ni] * A[Ad + ni];
     }
-    a.dB.set(sumB, bi * l * n);
-    a.dC.set(sumC, bi * l * n);
-  }
-}
+  },
+};

@@ -12,9 +12,13 @@
 // then dtBias += Σ ddt, ALog += dA · A (A = −exp(A_log)); dB, dC are summed over a group's heads.
 //
 // Memory. Per (batch, head) a forward pass keeps the state entering every K-th position
-// (K = ⌈√l⌉: l/K checkpoints of p·n values); the reverse walk then recomputes one chunk of K
-// states at a time from its checkpoint. Scratch: O(√l · p · n) plus float64 sums of dB, dC,
-// O(l · g · n) for one batch row: never O(l · h · p · n). The forward recurrence runs twice.
+// (K = checkpointInterval: all l while they fit the budget, else ⌈√l⌉: l/K checkpoints of p·n
+// values); the reverse walk then recomputes one chunk of K states at a time from its checkpoint.
+// Scratch: O(K · p · n) per thread: never O(l · h · p · n).
+// Threads. Heads are independent but for dB, dC, which sum over a group's heads: one batch row at a
+// time, the worker pool (threads.ts) shares out fixed chunks of heads (partialChunks), each chunk
+// sums its dB, dC in float64 partials (chunks, l, g, n), summed in chunk order afterwards: the same
+// bits on any number of threads.
 // Deviation: the forward is the chunked (matmul-shaped) SSD; this backward is the equivalent
 // plain recurrence, which does fewer operations on one CPU core. Left out: the state gradient.
 
@@ -25,8 +29,14 @@ import type { SsdArgs } from '../backend.ts';
 import type { SsdGrads } from '../training.ts';
 import type { CpuBackend } from './cpuBackend.ts';
 import { f32 } from './cpuTensor.ts';
-import { checkpointInterval, expectShape, softplusGrad } from './scanBackwardShared.ts';
-import type { SsdDims } from './ssd.ts';
+import {
+  checkpointInterval,
+  expectShape,
+  partialChunks,
+  softplusGrad,
+  sumChunks,
+} from './scanBackwardShared.ts';
+import { type LaneJob, laneWidth, runLanes, SSD_BACKWARD_JOB, sharedF64 } from './threads.ts';
 
 interface SsdBackwardArrays {
   x: Float32Array; // (b, l, h, p)
@@ -40,12 +50,15 @@ interface SsdBackwardArrays {
   dy: Float32Array; // (b, l, h, p)
   dx: Float32Array; // (b, l, h, p) out
   ddt: Float32Array; // (b, l, h) out
-  dB: Float32Array; // (b, l, g, n) out
-  dC: Float32Array; // (b, l, g, n) out
   gDtBias: Float32Array; // (h) += into
   gALog: Float32Array; // (h) += into
   gD: Float32Array; // (h) += into
+  partB: Float64Array; // (chunks, b, l, g, n) dB of each chunk's heads
+  partC: Float64Array; // (chunks, b, l, g, n) dC of each chunk's heads
 }
+
+/** Grow-only partial sums of dB and dC (shared, so registered with the pool once). */
+let parts = [sharedF64(0), sharedF64(0)];
 
 export function ssdBackward(
   be: CpuBackend,
@@ -78,48 +91,75 @@ export function ssdBackward(
     dB: be.zeros([b, l, gn]),
     dC: be.zeros([b, l, gn]),
   };
-  ssdRecurrentBackward(
-    {
-      x: f32(args.x),
-      dt: f32(args.dt),
-      dtBias: f32(args.dtBias),
-      A: f32(args.A),
-      B: f32(args.B),
-      C: f32(args.C),
-      D: f32(args.D),
-      state: f32(args.state),
-      dy: f32(dy),
-      dx: f32(out.dx),
-      ddt: f32(out.ddt),
-      dB: f32(out.dB),
-      dC: f32(out.dC),
-      gDtBias: f32(grads.dtBias),
-      gALog: f32(grads.ALog),
-      gD: f32(grads.D),
-    },
-    { b, l, h, p, g, n, q: args.chunkSize, dtMin: args.dtLimit[0], dtMax: args.dtLimit[1] },
-  );
+  const chunks = Math.ceil(h / laneWidth(h, partialChunks(h, p * n, gn)));
+  const size = l * gn;
+  if (parts[0].length < chunks * size) parts = [sharedF64(chunks * size), sharedF64(chunks * size)];
+  const arrays: SsdBackwardArrays = {
+    x: f32(args.x),
+    dt: f32(args.dt),
+    dtBias: f32(args.dtBias),
+    A: f32(args.A),
+    B: f32(args.B),
+    C: f32(args.C),
+    D: f32(args.D),
+    state: f32(args.state),
+    dy: f32(dy),
+    dx: f32(out.dx),
+    ddt: f32(out.ddt),
+    gDtBias: f32(grads.dtBias),
+    gALog: f32(grads.ALog),
+    gD: f32(grads.D),
+    partB: parts[0],
+    partC: parts[1],
+  };
+  const [dtMin, dtMax] = args.dtLimit;
+  for (let bi = 0; bi < b; bi++) {
+    runLanes(ssdBackwardJob, arrays, [bi, l, h, p, g, n, dtMin, dtMax], h, 4 * l * hp * n, chunks);
+    sumChunks(f32(out.dB).subarray(bi * size, (bi + 1) * size), parts[0], chunks, size);
+    sumChunks(f32(out.dC).subarray(bi * size, (bi + 1) * size), parts[1], chunks, size);
+  }
   return out;
 }
 
-function ssdRecurrentBackward(a: SsdBackwardArrays, dims: SsdDims): void {
-  const { x, dt, dtBias, A, B, C, D, state, dy } = a;
-  const { b, l, h, p, g, n, dtMin, dtMax } = dims;
-  const pn = p * n;
-  const headsPerGroup = h / g;
-  const k = checkpointInterval(l);
-  const chunks = Math.ceil(l / k);
-  const checkpoints = new Float64Array(chunks * pn); // (chunks, p, n) state entering each chunk
-  const hs = new Float64Array((k + 1) * pn); // (k + 1, p, n) h_{t0−1} … h_{t0+k−1} of one chunk
-  const dts = new Float64Array(k); // (k) Δ_t of one chunk
-  const dsp = new Float64Array(k); // (k) dΔ/d(dt) of one chunk: σ, or 0 where clamped
-  const dh = new Float64Array(pn); // (p, n) a_{t+1} ∂h_{t+1}, carried backwards
-  const sumB = new Float64Array(l * g * n); // (l, g, n) dB of one batch row, summed over heads
-  const sumC = new Float64Array(l * g * n); // (l, g, n) dC of one batch row
-  for (let bi = 0; bi < b; bi++) {
+/** The backward of heads [h0, h1) of batch row bi, dB and dC into the chunk's partials; params:
+ * bi, l, h, p, g, n, dtMin, dtMax. */
+export const ssdBackwardJob: LaneJob<SsdBackwardArrays> = {
+  id: SSD_BACKWARD_JOB,
+  keys: [
+    'x',
+    'dt',
+    'dtBias',
+    'A',
+    'B',
+    'C',
+    'D',
+    'state',
+    'dy',
+    'dx',
+    'ddt',
+    'gDtBias',
+    'gALog',
+    'gD',
+    'partB',
+    'partC',
+  ],
+  run(a, params, chunk, h0, h1) {
+    const { x, dt, dtBias, A, B, C, D, state, dy } = a;
+    const [bi, l, h, p, g, n, dtMin, dtMax] = params;
+    const pn = p * n;
+    const headsPerGroup = h / g;
+    const k = checkpointInterval(l, pn);
+    const chunks = Math.ceil(l / k);
+    const checkpoints = new Float64Array(chunks * pn); // (chunks, p, n) state entering each chunk
+    const hs = new Float64Array((k + 1) * pn); // (k + 1, p, n) h_{t0−1} … h_{t0+k−1} of one chunk
+    const dts = new Float64Array(k); // (k) Δ_t of one chunk
+    const dsp = new Float64Array(k); // (k) dΔ/d(dt) of one chunk: σ, or 0 where clamped
+    const dh = new Float64Array(pn); // (p, n) a_{t+1} ∂h_{t+1}, carried backwards
+    const sumB = a.partB.subarray(chunk * l * g * n, (chunk + 1) * l * g * n); // (l, g, n)
+    const sumC = a.partC.subarray(chunk * l * g * n, (chunk + 1) * l * g * n); // (l, g, n)
     sumB.fill(0);
     sumC.fill(0);
-    for (let hh = 0; hh < h; hh++) {
+    for (let hh = h0; hh < h1; hh++) {
       const gi = Math.floor(hh / headsPerGroup);
       const Ah = A[hh];
       const Dh = D[hh];
@@ -174,7 +214,50 @@ function ssdRecurrentBackward(a: SsdBackwardArrays, dims: SsdDims): void {
           const cur = prev + pn;
           let dhPrev = 0; // Σ ∂h_t ⊙ h_{t-1}
           let dtTerm = 0; // x_tᵀ ∂h_t B_t
-          for (let pi = 0; pi < p; pi++) {
+          // Two rows of the state at a time (B_t, C_t and the dB, dC sums loaded once for both);
+          // every sum keeps the order of the one-row loop below but Σ ∂h_t ⊙ h_{t-1}, summed per row.
+          let pi = 0;
+          for (; pi + 2 <= p; pi += 2) {
+            const gy0 = dy[xt + pi];
+            const gy1 = dy[xt + pi + 1];
+            const xv0 = x[xt + pi];
+            const xv1 = x[xt + pi + 1];
+            const dtx0 = dtv * xv0;
+            const dtx1 = dtv * xv1;
+            dDSum += gy0 * xv0;
+            dDSum += gy1 * xv1;
+            let dhB0 = 0; // Σ_n ∂h_t[pi, n] B_t[n]
+            let dhB1 = 0;
+            let prev0 = 0; // Σ_n ∂h_t[pi, n] h_{t-1}[pi, n]
+            let prev1 = 0;
+            for (let ni = 0, o = pi * n; ni < n; ni++, o++) {
+              const bv = B[bc + ni];
+              const cv = C[bc + ni];
+              let sc = sumC[bcRow + ni];
+              sc += gy0 * hs[cur + o];
+              sc += gy1 * hs[cur + o + n];
+              sumC[bcRow + ni] = sc;
+              const dhv0 = dh[o] + gy0 * cv; // ∂h_t
+              const dhv1 = dh[o + n] + gy1 * cv;
+              prev0 += dhv0 * hs[prev + o];
+              prev1 += dhv1 * hs[prev + o + n];
+              dhB0 += dhv0 * bv;
+              dhB1 += dhv1 * bv;
+              let sb = sumB[bcRow + ni];
+              sb += dhv0 * dtx0;
+              sb += dhv1 * dtx1;
+              sumB[bcRow + ni] = sb;
+              dh[o] = dhv0 * decay;
+              dh[o + n] = dhv1 * decay;
+            }
+            dhPrev += prev0;
+            dhPrev += prev1;
+            a.dx[xt + pi] = Dh * gy0 + dtv * dhB0;
+            a.dx[xt + pi + 1] = Dh * gy1 + dtv * dhB1;
+            dtTerm += xv0 * dhB0;
+            dtTerm += xv1 * dhB1;
+          }
+          for (; pi < p; pi++) {
             const gy = dy[xt + pi];
             const xv = x[xt + pi];
             const dtx = dtv * xv;
@@ -201,7 +284,5 @@ function ssdRecurrentBackward(a: SsdBackwardArrays, dims: SsdDims): void {
       a.gD[hh] += dDSum;
       a.gDtBias[hh] += dBiasSum;
     }
-    a.dB.set(sumB, bi * l * g * n);
-    a.dC.set(sumC, bi * l * g * n);
-  }
-}
+  },
+};

@@ -1,5 +1,5 @@
-// Worker pool for linear(): the main thread and the workers share out the n output columns of one
-// call, synchronously, through a shared Int32Array control block; no postMessage per call, so a
+// Worker pool for linear() (and the jobs below): the main thread and the workers share out the n
+// output columns of one call, synchronously, through a shared Int32Array control block; no postMessage per call, so a
 // dispatch costs ~2 µs. Protocol: the main thread writes the job, stores the chunk word
 // NEXT = lo | hi << 8 (column chunks [lo, hi) unclaimed), bumps SEQ and notifies. Each worker,
 // polling SEQ for SPIN_MS after its last job and then asleep in Atomics.wait, increments BUSY,
@@ -22,11 +22,16 @@
 // Jobs. The pool also runs the transposes of linearBackward.ts (transposeCols over column chunks,
 // ctrl[KIND] = TRANSPOSE), whose source and destination must both live in SharedArrayBuffers; those
 // are registered like weights (training activations: a postMessage per fresh buffer, on jobs of
-// at least MIN_MOVES values only).
+// at least MIN_MOVES values only). And lane jobs (ctrl[KIND] = LANES, runLanes): a LaneJob of
+// laneJobs.ts (the scans and SSD, forward and backward) over chunks of independent lanes (channels,
+// heads), its arrays (f32 or f64, all shared) and numeric parameters listed in ctrl and a shared
+// Float64Array. The chunks are fixed by the lane count alone (laneWidth), never by the threads, so
+// a job that sums over lanes per chunk and then over chunks in order gives the same bits on any
+// number of threads.
 //
 // Size: MAMBA_TS_THREADS threads in all (main included; 0 or 1: no workers), by default
 // os.availableParallelism(). Workers start on the first large enough job, with weights in a SAB, and
-// are unref'd, so they never keep the process alive. Left out: other ops, calls from workers.
+// are unref'd, so they never keep the process alive. Left out: calls from workers.
 
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
@@ -66,11 +71,26 @@ export const R1 = 22;
 export const C0 = 23;
 export const C1 = 24;
 export const ADD = 25;
-const SLOTS = 26;
+/** Lane jobs: job id, lanes, lanes per chunk (WIDTH), then per array LANE_FIELDS slots:
+ * buffer id, byte offset, length, 1 for f64. Their parameters go through the shared `params`. */
+export const JOB = 16;
+export const LANE_COUNT = 17;
+export const ARRAY0 = 18;
+export const LANE_FIELDS = 4;
+const MAX_ARRAYS = 24;
+const MAX_PARAMS = 16;
+const SLOTS = ARRAY0 + LANE_FIELDS * MAX_ARRAYS;
 
 /** Job kinds (ctrl[KIND]). */
 export const LINEAR = 0;
 export const TRANSPOSE = 1;
+export const LANES = 2;
+
+/** Lane job ids (LaneJob.id), the index of each in laneJobs.ts. */
+export const SCAN_JOB = 0;
+export const SCAN_BACKWARD_JOB = 1;
+export const SSD_JOB = 2;
+export const SSD_BACKWARD_JOB = 3;
 
 /** How long an idle thread polls before it sleeps in Atomics.wait (ms): waking a sleeping thread
  * takes ~50 µs on a VM, against ~1 µs for a polling one, and decode calls come every few tens of µs. */
@@ -82,12 +102,39 @@ const MAX_CHUNKS = 128;
 const CHUNK_MACS = 1 << 14;
 /** Transposes below this many values run on the calling thread alone. */
 const MIN_MOVES = 1 << 16;
+/** Lane jobs below this much work (the caller's count, ~multiply-adds) run on the calling thread. */
+const MIN_LANE_WORK = 1 << 16;
+/** Chunks of a lane job at most. */
+const LANE_CHUNKS = 32;
 /** How long the first parallel job waits for the workers to load before it gives up on them (ms). */
 const START_MS = 10_000;
 
 /** A zeroed float32 array backed by a SharedArrayBuffer, so that worker threads can read it. */
 export function sharedF32(length: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(length * 4));
+}
+
+/** A zeroed float64 array backed by a SharedArrayBuffer (lane jobs' partial sums). */
+export function sharedF64(length: number): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(length * 8));
+}
+
+/** An array a lane job reads or writes. */
+export type LaneArray = Float32Array | Float64Array;
+
+/**
+ * A job over independent lanes: `keys` name its arrays in the order they travel, `run` computes the
+ * lanes [lo, hi) of one chunk (of `chunk` index) from them and the numeric parameters.
+ */
+export interface LaneJob<Arrays extends { [K in keyof Arrays]: LaneArray }> {
+  id: number;
+  keys: readonly (keyof Arrays & string)[];
+  run(a: Arrays, params: Float64Array, chunk: number, lo: number, hi: number): void;
+}
+
+/** Lanes per chunk of a lane job over `lanes` lanes in at most `chunks` chunks (≤ LANE_CHUNKS). */
+export function laneWidth(lanes: number, chunks = LANE_CHUNKS): number {
+  return Math.max(1, Math.ceil(lanes / Math.max(1, Math.min(chunks, LANE_CHUNKS))));
 }
 
 const cores = availableParallelism();
@@ -134,6 +181,7 @@ interface Pool {
   ids: WeakMap<SharedArrayBuffer, number>;
   nextId: number;
   arena: Float32Array;
+  params: Float64Array;
 }
 
 let pool: Pool | null = null;
@@ -150,6 +198,7 @@ import(d.url).catch(async (e) => {
 
 function startPool(workers: number): Pool {
   const ctrl = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
+  const params = sharedF64(MAX_PARAMS);
   const ext = import.meta.url.slice(import.meta.url.lastIndexOf('.'));
   const url = new URL(`./matmulWorker${ext}`, import.meta.url).href;
   let tsx: string | null = null;
@@ -160,7 +209,7 @@ function startPool(workers: number): Pool {
   const threads: Worker[] = [];
   for (let t = 0; t < workers; t++) {
     const { port1, port2 } = new MessageChannel();
-    const workerData = { ctrl, port: port2, url, tsx };
+    const workerData = { ctrl, params, port: port2, url, tsx };
     const worker = new Worker(BOOT, { eval: true, workerData, transferList: [port2] });
     worker.unref();
     port1.unref();
@@ -175,7 +224,7 @@ function startPool(workers: number): Pool {
       break;
     }
   }
-  return { ctrl, ports, ids: new WeakMap(), nextId: 1, arena: sharedF32(0) };
+  return { ctrl, params, ports, ids: new WeakMap(), nextId: 1, arena: sharedF32(0) };
 }
 
 function broadcast(p: Pool, message: { id: number; sab?: SharedArrayBuffer }): void {
@@ -308,4 +357,49 @@ export function parallelTranspose(
   const chunks = Math.ceil((c1 - c0) / width);
   runJob(p, chunks, (first) => kernel(dst, 0, src, 0, cols, r0, r1, c0, c1, add, width, first, claimLow));
   return true;
+}
+
+/**
+ * Runs `job` over `lanes` lanes in chunks of laneWidth(lanes, maxChunks): on the pool when there
+ * are workers, `work` reaches MIN_LANE_WORK and every array is shared, else all chunks on the
+ * calling thread.
+ */
+export function runLanes<Arrays extends { [K in keyof Arrays]: LaneArray }>(
+  job: LaneJob<Arrays>,
+  arrays: Arrays,
+  params: readonly number[],
+  lanes: number,
+  work: number,
+  maxChunks = LANE_CHUNKS,
+): void {
+  if (job.keys.length > MAX_ARRAYS || params.length > MAX_PARAMS)
+    throw new Error(`runLanes: job ${job.id} has too many arrays or parameters`);
+  const width = laneWidth(lanes, maxChunks);
+  const chunks = Math.ceil(lanes / width);
+  const values: LaneArray[] = job.keys.map((key) => arrays[key]);
+  const shared = values.every((v) => v.buffer instanceof SharedArrayBuffer);
+  const p = work < MIN_LANE_WORK || chunks < 2 || !shared ? null : workers();
+  const chunk = (c: number, ps: Float64Array) =>
+    job.run(arrays, ps, c, c * width, Math.min(lanes, (c + 1) * width));
+  if (p === null) {
+    const ps = Float64Array.from(params);
+    for (let c = 0; c < chunks; c++) chunk(c, ps);
+    return;
+  }
+  const { ctrl } = p;
+  p.params.set(params);
+  ctrl[KIND] = LANES;
+  ctrl[JOB] = job.id;
+  ctrl[LANE_COUNT] = lanes;
+  ctrl[WIDTH] = width;
+  values.forEach((v, i) => {
+    const at = ARRAY0 + i * LANE_FIELDS;
+    ctrl[at] = idOf(p, v.buffer as SharedArrayBuffer);
+    ctrl[at + 1] = v.byteOffset;
+    ctrl[at + 2] = v.length;
+    ctrl[at + 3] = v instanceof Float64Array ? 1 : 0;
+  });
+  runJob(p, chunks, (first) => {
+    for (let c = first; c >= 0; c = claimLow()) chunk(c, p.params);
+  });
 }
