@@ -1,4 +1,4 @@
-// The selective scan and SSD, forward and backward, run as lane jobs on the worker pool
+// The selective scan, SSD and causal conv1d, forward and backward, run as lane jobs on the worker pool
 // (threads.ts): on fresh random inputs each gives the same bits on 3 threads (two workers sharing
 // the chunks) as on the calling thread alone (MAMBA_TS_THREADS=1), outputs and accumulated
 // parameter gradients alike. Shapes are large enough to be shared out, with several chunks.
@@ -99,5 +99,25 @@ test('ssd (chunked) and its backward: 3 threads = 1 thread, bit for bit', async 
     const gr = { dtBias: await copy(grads.dtBias), ALog: await copy(grads.ALog), D: await copy(grads.D) };
     const out = be.training.ssdBackward(args, dy, gr);
     return [y, state, out.dx, out.ddt, out.dB, out.dC, gr.dtBias, gr.ALog, gr.D];
+  });
+});
+
+test('causalConv1d and its backward: 3 threads = 1 thread, bit for bit', async (t) => {
+  const rand = rngFor(t);
+  const [b, l, c, w] = [2, 50, 200, 4];
+  const x = random(rand, [b, l, c]);
+  const weight = random(rand, [c, w]);
+  const bias = random(rand, [c]);
+  const state = random(rand, [b, c, w - 1]);
+  const dy = random(rand, [b, l, c]);
+  const grads = { weight: random(rand, [c, w], () => 1e-3 * normal(rand)), bias: random(rand, [c]) };
+  await sameOnThreads(t, async () => {
+    const st = await copy(state);
+    const y = be.causalConv1d(x, weight, bias, st, true);
+    const g = { weight: await copy(grads.weight), bias: await copy(grads.bias) };
+    const dx = be.training.causalConv1dBackward(dy, x, weight, bias, true, g);
+    const gNoBias = { weight: await copy(grads.weight), bias: null };
+    const dxPlain = be.training.causalConv1dBackward(dy, x, weight, null, false, gNoBias);
+    return [y, st, dx, g.weight, g.bias, dxPlain, gNoBias.weight];
   });
 });

@@ -4,9 +4,25 @@
 //   dpre = dy · SiLU′(pre) (or dy),  dbias[c] += Σ dpre,
 //   dweight[c, j] += Σ_{b,t} dpre[b, t, c] · x[b, t − (w − 1) + j, c],
 //   dx[b, s, c] = Σ_j dpre[b, s + (w − 1) − j, c] · weight[c, j].
-// Channels are the inner loop (contiguous); parameter sums are carried in float64.
+// Channels are independent: the worker pool (threads.ts) shares out chunks of them, inside which
+// channels are the inner loop (contiguous); parameter sums are carried in float64, each channel's
+// in the same order on any number of threads.
 
 import { siluGrad } from './normBackward.ts';
+import { CONV_BACKWARD_JOB, type LaneJob, runLanes, sharedF32 } from './threads.ts';
+
+interface ConvBackwardArrays {
+  dx: Float32Array; // (b, l, c) out
+  dy: Float32Array; // (b, l, c)
+  x: Float32Array; // (b, l, c)
+  weight: Float32Array; // (c, w)
+  bias: Float32Array; // (c), or empty
+  dWeight: Float32Array; // (c, w) in/out
+  dBias: Float32Array; // (c) in/out, or empty
+}
+
+/** Stands in for a missing bias or bias gradient. */
+const none = sharedF32(0);
 
 export function causalConv1dBackward(
   dx: Float32Array, // (b, l, c) out
@@ -22,40 +38,57 @@ export function causalConv1dBackward(
   c: number,
   w: number,
 ): void {
-  const dpre = new Float64Array(b * l * c); // (b, l, c)
-  for (let bi = 0; bi < b; bi++) {
-    for (let t = 0; t < l; t++) {
-      const row = (bi * l + t) * c;
-      for (let ci = 0; ci < c; ci++) {
-        if (!applySilu) {
-          dpre[row + ci] = dy[row + ci];
-          continue;
-        }
-        let pre = bias === null ? 0 : bias[ci];
-        for (let j = Math.max(0, w - 1 - t); j < w; j++)
-          pre += weight[ci * w + j] * x[row + (j - w + 1) * c + ci];
-        dpre[row + ci] = dy[row + ci] * siluGrad(pre);
-      }
-    }
-  }
-  const dw = new Float64Array(c * w); // (c, w)
-  const db = new Float64Array(c); // (c)
-  for (let bi = 0; bi < b; bi++) {
-    for (let s = 0; s < l; s++) {
-      const row = (bi * l + s) * c;
-      for (let ci = 0; ci < c; ci++) {
-        const xv = x[row + ci];
-        let acc = 0;
-        for (let j = Math.max(0, w - l + s); j < w; j++) {
-          const g = dpre[row + (w - 1 - j) * c + ci]; // dpre at t = s + (w − 1) − j
-          acc += g * weight[ci * w + j];
-          dw[ci * w + j] += g * xv;
-        }
-        dx[row + ci] = acc;
-        db[ci] += dpre[row + ci];
-      }
-    }
-  }
-  for (let i = 0; i < c * w; i++) dWeight[i] += dw[i];
-  if (dBias !== null) for (let ci = 0; ci < c; ci++) dBias[ci] += db[ci];
+  const arrays = { dx, dy, x, weight, bias: bias ?? none, dWeight, dBias: dBias ?? none };
+  const flags = [applySilu ? 1 : 0, bias === null ? 0 : 1, dBias === null ? 0 : 1];
+  runLanes(convBackwardJob, arrays, [b, l, c, w, ...flags], c, 2 * b * l * c * w);
 }
+
+/** The backward of channels [c0, c1); params: b, l, c, w, SiLU?, bias?, dBias?. */
+export const convBackwardJob: LaneJob<ConvBackwardArrays> = {
+  id: CONV_BACKWARD_JOB,
+  keys: ['dx', 'dy', 'x', 'weight', 'bias', 'dWeight', 'dBias'],
+  run(a, params, _chunk, c0, c1) {
+    const { dx, dy, x, weight, bias, dWeight, dBias } = a;
+    const [b, l, c, w, applySilu, hasBias, hasDBias] = params;
+    const width = c1 - c0;
+    const dpre = new Float64Array(b * l * width); // (b, l, c1 − c0)
+    for (let bi = 0; bi < b; bi++) {
+      for (let t = 0; t < l; t++) {
+        const row = (bi * l + t) * c;
+        const drow = (bi * l + t) * width - c0;
+        for (let ci = c0; ci < c1; ci++) {
+          if (applySilu === 0) {
+            dpre[drow + ci] = dy[row + ci];
+            continue;
+          }
+          let pre = hasBias === 0 ? 0 : bias[ci];
+          for (let j = Math.max(0, w - 1 - t); j < w; j++)
+            pre += weight[ci * w + j] * x[row + (j - w + 1) * c + ci];
+          dpre[drow + ci] = dy[row + ci] * siluGrad(pre);
+        }
+      }
+    }
+    const dw = new Float64Array(width * w); // (c1 − c0, w)
+    const db = new Float64Array(width); // (c1 − c0)
+    for (let bi = 0; bi < b; bi++) {
+      for (let s = 0; s < l; s++) {
+        const row = (bi * l + s) * c;
+        const drow = (bi * l + s) * width;
+        for (let ci = c0; ci < c1; ci++) {
+          const xv = x[row + ci];
+          const k = ci - c0;
+          let acc = 0;
+          for (let j = Math.max(0, w - l + s); j < w; j++) {
+            const g = dpre[drow + (w - 1 - j) * width + k]; // dpre at t = s + (w − 1) − j
+            acc += g * weight[ci * w + j];
+            dw[k * w + j] += g * xv;
+          }
+          dx[row + ci] = acc;
+          db[k] += dpre[drow + k];
+        }
+      }
+    }
+    for (let i = 0; i < width * w; i++) dWeight[c0 * w + i] += dw[i];
+    if (hasDBias === 1) for (let k = 0; k < width; k++) dBias[c0 + k] += db[k];
+  },
+};

@@ -91,6 +91,8 @@ export const SCAN_JOB = 0;
 export const SCAN_BACKWARD_JOB = 1;
 export const SSD_JOB = 2;
 export const SSD_BACKWARD_JOB = 3;
+export const CONV_JOB = 4;
+export const CONV_BACKWARD_JOB = 5;
 
 /** How long an idle thread polls before it sleeps in Atomics.wait (ms): waking a sleeping thread
  * takes ~50 µs on a VM, against ~1 µs for a polling one, and decode calls come every few tens of µs. */
