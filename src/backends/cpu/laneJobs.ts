@@ -1,5 +1,6 @@
 // The lane jobs the worker pool runs (threads.ts, ctrl[KIND] = LANES), indexed by LaneJob.id: the
-// selective scan, SSD and causal conv1d, forward and backward. Imported by the workers (matmulWorker.ts) only.
+// selective scan, SSD and causal conv1d, forward and backward. Imported by the workers
+// (matmulWorker.ts) only.
 
 import { convJob } from './conv1d.ts';
 import { convBackwardJob } from './conv1dBackward.ts';

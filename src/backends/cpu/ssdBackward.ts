@@ -214,48 +214,78 @@ export const ssdBackwardJob: LaneJob<SsdBackwardArrays> = {
           const cur = prev + pn;
           let dhPrev = 0; // Σ ∂h_t ⊙ h_{t-1}
           let dtTerm = 0; // x_tᵀ ∂h_t B_t
-          // Two rows of the state at a time (B_t, C_t and the dB, dC sums loaded once for both);
+          // Four rows of the state at a time (B_t, C_t and the dB, dC sums loaded once for all);
           // every sum keeps the order of the one-row loop below but Σ ∂h_t ⊙ h_{t-1}, summed per row.
           let pi = 0;
-          for (; pi + 2 <= p; pi += 2) {
+          for (; pi + 4 <= p; pi += 4) {
             const gy0 = dy[xt + pi];
-            const gy1 = dy[xt + pi + 1];
             const xv0 = x[xt + pi];
-            const xv1 = x[xt + pi + 1];
             const dtx0 = dtv * xv0;
+            const gy1 = dy[xt + pi + 1];
+            const xv1 = x[xt + pi + 1];
             const dtx1 = dtv * xv1;
+            const gy2 = dy[xt + pi + 2];
+            const xv2 = x[xt + pi + 2];
+            const dtx2 = dtv * xv2;
+            const gy3 = dy[xt + pi + 3];
+            const xv3 = x[xt + pi + 3];
+            const dtx3 = dtv * xv3;
             dDSum += gy0 * xv0;
             dDSum += gy1 * xv1;
-            let dhB0 = 0; // Σ_n ∂h_t[pi, n] B_t[n]
+            dDSum += gy2 * xv2;
+            dDSum += gy3 * xv3;
+            let dhB0 = 0; // Σ_n ∂h_t[pi + 0, n] B_t[n]
             let dhB1 = 0;
-            let prev0 = 0; // Σ_n ∂h_t[pi, n] h_{t-1}[pi, n]
+            let dhB2 = 0;
+            let dhB3 = 0;
+            let prev0 = 0; // Σ_n ∂h_t[pi + 0, n] h_(t-1)[pi + 0, n]
             let prev1 = 0;
+            let prev2 = 0;
+            let prev3 = 0;
             for (let ni = 0, o = pi * n; ni < n; ni++, o++) {
               const bv = B[bc + ni];
               const cv = C[bc + ni];
               let sc = sumC[bcRow + ni];
               sc += gy0 * hs[cur + o];
               sc += gy1 * hs[cur + o + n];
+              sc += gy2 * hs[cur + o + 2 * n];
+              sc += gy3 * hs[cur + o + 3 * n];
               sumC[bcRow + ni] = sc;
               const dhv0 = dh[o] + gy0 * cv; // ∂h_t
               const dhv1 = dh[o + n] + gy1 * cv;
+              const dhv2 = dh[o + 2 * n] + gy2 * cv;
+              const dhv3 = dh[o + 3 * n] + gy3 * cv;
               prev0 += dhv0 * hs[prev + o];
               prev1 += dhv1 * hs[prev + o + n];
+              prev2 += dhv2 * hs[prev + o + 2 * n];
+              prev3 += dhv3 * hs[prev + o + 3 * n];
               dhB0 += dhv0 * bv;
               dhB1 += dhv1 * bv;
+              dhB2 += dhv2 * bv;
+              dhB3 += dhv3 * bv;
               let sb = sumB[bcRow + ni];
               sb += dhv0 * dtx0;
               sb += dhv1 * dtx1;
+              sb += dhv2 * dtx2;
+              sb += dhv3 * dtx3;
               sumB[bcRow + ni] = sb;
               dh[o] = dhv0 * decay;
               dh[o + n] = dhv1 * decay;
+              dh[o + 2 * n] = dhv2 * decay;
+              dh[o + 3 * n] = dhv3 * decay;
             }
             dhPrev += prev0;
             dhPrev += prev1;
+            dhPrev += prev2;
+            dhPrev += prev3;
             a.dx[xt + pi] = Dh * gy0 + dtv * dhB0;
             a.dx[xt + pi + 1] = Dh * gy1 + dtv * dhB1;
+            a.dx[xt + pi + 2] = Dh * gy2 + dtv * dhB2;
+            a.dx[xt + pi + 3] = Dh * gy3 + dtv * dhB3;
             dtTerm += xv0 * dhB0;
             dtTerm += xv1 * dhB1;
+            dtTerm += xv2 * dhB2;
+            dtTerm += xv3 * dhB3;
           }
           for (; pi < p; pi++) {
             const gy = dy[xt + pi];

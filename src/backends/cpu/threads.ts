@@ -1,11 +1,11 @@
 // Worker pool for linear() (and the jobs below): the main thread and the workers share out the n
-// output columns of one call, synchronously, through a shared Int32Array control block; no postMessage per call, so a
-// dispatch costs ~2 µs. Protocol: the main thread writes the job, stores the chunk word
-// NEXT = lo | hi << 8 (column chunks [lo, hi) unclaimed), bumps SEQ and notifies. Each worker,
-// polling SEQ for SPIN_MS after its last job and then asleep in Atomics.wait, increments BUSY,
-// claims chunks from the top (hi − 1, by CAS), reads the job and computes them, then decrements BUSY;
-// the main thread claims from the bottom (lo) and computes straight into the caller's arrays, then
-// waits for BUSY = 0. Dynamic chunks keep a worker that is descheduled or slow to wake (a busy or
+// output columns of one call, synchronously, through a shared Int32Array control block; no
+// postMessage per call, so a dispatch costs ~2 µs. Protocol: the main thread writes the job, stores
+// the chunk word NEXT = lo | hi << 8 (column chunks [lo, hi) unclaimed), bumps SEQ and notifies.
+// Each worker, polling SEQ for SPIN_MS after its last job and then asleep in Atomics.wait,
+// increments BUSY, claims chunks from the top (hi − 1, by CAS), reads the job and computes them,
+// then decrements BUSY; the main thread claims from the bottom (lo) and computes straight into the
+// caller's arrays, then waits for BUSY = 0. Dynamic chunks keep a worker that is descheduled or slow to wake (a busy or
 // virtualised machine) from stalling the call: the main thread simply takes its chunks. A claim
 // succeeds only on a published word and the job is not rewritten while a claimer is BUSY, so a
 // late worker can only ever join the current job.
