@@ -9,7 +9,7 @@
 // in the same order on any number of threads.
 
 import { siluGrad } from './normBackward.ts';
-import { CONV_BACKWARD_JOB, type LaneJob, runLanes, sharedF32 } from './threads.ts';
+import { CONV_BACKWARD_JOB, type LaneJob, runLanes, scratchF64, sharedF32 } from './threads.ts';
 
 interface ConvBackwardArrays {
   dx: Float32Array; // (b, l, c) out
@@ -51,7 +51,7 @@ export const convBackwardJob: LaneJob<ConvBackwardArrays> = {
     const { dx, dy, x, weight, bias, dWeight, dBias } = a;
     const [b, l, c, w, applySilu, hasBias, hasDBias] = params;
     const width = c1 - c0;
-    const dpre = new Float64Array(b * l * width); // (b, l, c1 − c0)
+    const dpre = scratchF64(0, b * l * width); // (b, l, c1 − c0)
     for (let bi = 0; bi < b; bi++) {
       for (let t = 0; t < l; t++) {
         const row = (bi * l + t) * c;
@@ -68,8 +68,10 @@ export const convBackwardJob: LaneJob<ConvBackwardArrays> = {
         }
       }
     }
-    const dw = new Float64Array(width * w); // (c1 − c0, w)
-    const db = new Float64Array(width); // (c1 − c0)
+    const dw = scratchF64(1, width * w); // (c1 − c0, w)
+    const db = scratchF64(2, width); // (c1 − c0)
+    dw.fill(0);
+    db.fill(0);
     for (let bi = 0; bi < b; bi++) {
       for (let s = 0; s < l; s++) {
         const row = (bi * l + s) * c;

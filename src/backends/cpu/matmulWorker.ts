@@ -2,7 +2,7 @@
 // marks itself BUSY, claims column chunks from the top and runs linearCols on them, reading x and
 // bias from the shared arena and writing out there (or, for a TRANSPOSE job, transposeCols between
 // two registered buffers, or for a LANES job the chunks of a lane job of laneJobs.ts, on views of
-// its registered arrays); then clears BUSY. SharedArrayBuffers arrive
+// the buffers posted with it, let go of afterwards); then clears BUSY. SharedArrayBuffers arrive
 // once each on a MessagePort, read synchronously with receiveMessageOnPort whenever ctrl[POSTED]
 // is ahead of what this worker has consumed. Never returns to its event loop.
 
@@ -33,6 +33,7 @@ import {
   N,
   O_OFF,
   POSTED,
+  type PoolMessage,
   R0,
   R1,
   READY,
@@ -51,15 +52,24 @@ const { ctrl, params, port } = workerData as { ctrl: Int32Array; params: Float64
 const views = new Map<number, Float32Array>();
 let consumed = 0;
 
-function view(id: number): Float32Array {
+/** The buffers of the latest lane job posted, held while it runs. */
+let lane: SharedArrayBuffer[] = [];
+
+/** Reads the messages posted so far: registrations, drops, lane jobs' buffers. */
+function sync(): void {
   while (consumed < Atomics.load(ctrl, POSTED)) {
     const msg = receiveMessageOnPort(port);
     if (msg === undefined) break;
-    const { id: got, sab } = msg.message as { id: number; sab?: SharedArrayBuffer };
-    if (sab === undefined) views.delete(got);
-    else views.set(got, new Float32Array(sab, 0, sab.byteLength >> 2));
+    const m = msg.message as PoolMessage;
+    if ('lane' in m) lane = m.lane;
+    else if (m.sab === undefined) views.delete(m.id);
+    else views.set(m.id, new Float32Array(m.sab, 0, m.sab.byteLength >> 2));
     consumed++;
   }
+}
+
+function view(id: number): Float32Array {
+  sync();
   const v = views.get(id);
   if (v === undefined) throw new Error(`matmulWorker: unknown buffer ${id}`);
   return v;
@@ -69,19 +79,20 @@ const claimHigh = () => claim(ctrl, false);
 
 /** Runs the lane job in ctrl from chunk `first` on, on views of its registered arrays. */
 function lanes(first: number): void {
+  sync();
   const job = laneJobs[ctrl[JOB]];
   const arrays: Record<string, LaneArray> = {};
   job.keys.forEach((key, i) => {
     const at = ARRAY0 + i * LANE_FIELDS;
-    const { buffer } = view(ctrl[at]);
     arrays[key] =
-      ctrl[at + 3] === 1
-        ? new Float64Array(buffer, ctrl[at + 1], ctrl[at + 2])
-        : new Float32Array(buffer, ctrl[at + 1], ctrl[at + 2]);
+      ctrl[at + 2] === 1
+        ? new Float64Array(lane[i], ctrl[at], ctrl[at + 1])
+        : new Float32Array(lane[i], ctrl[at], ctrl[at + 1]);
   });
   const [count, width] = [ctrl[LANE_COUNT], ctrl[WIDTH]];
   for (let c = first; c >= 0; c = claimHigh())
     job.run(arrays as never, params, c, c * width, Math.min(count, (c + 1) * width));
+  lane = [];
 }
 
 Atomics.add(ctrl, READY, 1);

@@ -38,7 +38,7 @@ import {
   softplusGrad,
   sumChunks,
 } from './scanBackwardShared.ts';
-import { type LaneJob, laneWidth, runLanes, SCAN_BACKWARD_JOB, sharedF64 } from './threads.ts';
+import { type LaneJob, laneWidth, runLanes, SCAN_BACKWARD_JOB, scratchF64, sharedF64 } from './threads.ts';
 
 interface ScanBackwardArrays {
   u: Float32Array; // (b, l, d)
@@ -152,12 +152,12 @@ export const scanBackwardJob: LaneJob<ScanBackwardArrays> = {
     const [bi, l, d, n] = params;
     const k = checkpointInterval(l, n);
     const chunks = Math.ceil(l / k);
-    const checkpoints = new Float64Array(chunks * n); // (chunks, n) state entering each chunk
-    const hs = new Float64Array((k + 1) * n); // (k + 1, n) h_{t0−1} … h_{t0+k−1} of one chunk
-    const decays = new Float64Array(k * n); // (k, n) a_t of one chunk
-    const dts = new Float64Array(k); // (k) Δ_t of one chunk
-    const dh = new Float64Array(n); // (n) a_{t+1} ∂h_{t+1}, carried backwards
-    const dA = new Float64Array(n); // (n) dL/dA of one lane
+    const checkpoints = scratchF64(0, chunks * n); // (chunks, n) state entering each chunk
+    const hs = scratchF64(1, (k + 1) * n); // (k + 1, n) h_{t0−1} … h_{t0+k−1} of one chunk
+    const decays = scratchF64(2, k * n); // (k, n) a_t of one chunk
+    const dts = scratchF64(3, k); // (k) Δ_t of one chunk
+    const dh = scratchF64(4, n); // (n) a_{t+1} ∂h_{t+1}, carried backwards
+    const dA = scratchF64(5, n); // (n) dL/dA of one lane
     const sumB = a.partB.subarray(chunk * l * n, (chunk + 1) * l * n); // (l, n)
     const sumC = a.partC.subarray(chunk * l * n, (chunk + 1) * l * n); // (l, n)
     sumB.fill(0);

@@ -13,7 +13,7 @@
 // each pair's arithmetic the same in any chunk and on any number of threads.
 
 import { softplus } from '../../nn/activations.ts';
-import { type LaneJob, runLanes, SSD_JOB, threadCount } from './threads.ts';
+import { type LaneJob, runLanes, SSD_JOB, scratchF64, threadCount } from './threads.ts';
 
 export interface SsdArrays {
   y: Float32Array; // (b, l, h, p) out
@@ -57,18 +57,18 @@ export const ssdJob: LaneJob<SsdArrays> = {
     const { y, x, dt, dtBias, A, B, C, D, state } = a;
     const [l, h, p, g, n, q, dtMin, dtMax] = params;
     const headsPerGroup = h / g;
-    const hs = new Float64Array(Math.min(hi - lo, h) * p * n); // (heads, p, n) running states of one row
-    const dtc = new Float64Array(q * h); // (q, h) Δ in the chunk
-    const cs = new Float64Array(q * h); // (q, h) running sum of Δ·A in the chunk
-    const cb = new Float64Array(q * q); // (q, q) C_t·B_s of one group, s ≤ t
-    const w = new Float64Array(q); // (q) weights of one output row, or of the state update
-    const xT = new Float64Array(p * q); // (p, q) x of one head in the chunk, transposed
-    const bT = new Float64Array(n * q); // (n, q) B of one group in the chunk, transposed
-    const cx = new Float64Array(q); // (q) w_s x_s of one state row
+    const hs = scratchF64(0, Math.min(hi - lo, h) * p * n); // (heads, p, n) running states of one row
+    const dtc = scratchF64(1, q * h); // (q, h) Δ in the chunk
+    const cs = scratchF64(2, q * h); // (q, h) running sum of Δ·A in the chunk
+    const cb = scratchF64(3, q * q); // (q, q) C_t·B_s of one group, s ≤ t
+    const w = scratchF64(4, q); // (q) weights of one output row, or of the state update
+    const xT = scratchF64(5, p * q); // (p, q) x of one head in the chunk, transposed
+    const bT = scratchF64(6, n * q); // (n, q) B of one group in the chunk, transposed
+    const cx = scratchF64(7, q); // (q) w_s x_s of one state row
     const xStep = h * p; // between positions in x, y
     const bStep = g * n; // between positions in B, C
-    const cRow = new Float64Array(n); // (n) C_t of one position
-    const bRows = new Float64Array(q * n); // (q, n) B of one group in the chunk
+    const cRow = scratchF64(8, n); // (n) C_t of one position
+    const bRows = scratchF64(9, q * n); // (q, n) B of one group in the chunk
     const k: HeadChunk = { y, C, hs, dtc, cs, cb, w, xT, bT, cx, cRow, bRows, h, p, n, q, xStep, bStep };
     for (let bi = Math.floor(lo / h); bi * h < hi; bi++) {
       const h0 = Math.max(0, lo - bi * h); // this row's heads [h0, h1)

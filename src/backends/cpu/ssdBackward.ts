@@ -36,7 +36,7 @@ import {
   softplusGrad,
   sumChunks,
 } from './scanBackwardShared.ts';
-import { type LaneJob, laneWidth, runLanes, SSD_BACKWARD_JOB, sharedF64 } from './threads.ts';
+import { type LaneJob, laneWidth, runLanes, SSD_BACKWARD_JOB, scratchF64, sharedF64 } from './threads.ts';
 
 interface SsdBackwardArrays {
   x: Float32Array; // (b, l, h, p)
@@ -150,11 +150,11 @@ export const ssdBackwardJob: LaneJob<SsdBackwardArrays> = {
     const headsPerGroup = h / g;
     const k = checkpointInterval(l, pn);
     const chunks = Math.ceil(l / k);
-    const checkpoints = new Float64Array(chunks * pn); // (chunks, p, n) state entering each chunk
-    const hs = new Float64Array((k + 1) * pn); // (k + 1, p, n) h_{t0−1} … h_{t0+k−1} of one chunk
-    const dts = new Float64Array(k); // (k) Δ_t of one chunk
-    const dsp = new Float64Array(k); // (k) dΔ/d(dt) of one chunk: σ, or 0 where clamped
-    const dh = new Float64Array(pn); // (p, n) a_{t+1} ∂h_{t+1}, carried backwards
+    const checkpoints = scratchF64(0, chunks * pn); // (chunks, p, n) state entering each chunk
+    const hs = scratchF64(1, (k + 1) * pn); // (k + 1, p, n) h_{t0−1} … h_{t0+k−1} of one chunk
+    const dts = scratchF64(2, k); // (k) Δ_t of one chunk
+    const dsp = scratchF64(3, k); // (k) dΔ/d(dt) of one chunk: σ, or 0 where clamped
+    const dh = scratchF64(4, pn); // (p, n) a_{t+1} ∂h_{t+1}, carried backwards
     const sumB = a.partB.subarray(chunk * l * g * n, (chunk + 1) * l * g * n); // (l, g, n)
     const sumC = a.partC.subarray(chunk * l * g * n, (chunk + 1) * l * g * n); // (l, g, n)
     sumB.fill(0);

@@ -27,7 +27,10 @@
 // heads), its arrays (f32 or f64, all shared) and numeric parameters listed in ctrl and a shared
 // Float64Array. The chunks are fixed by the lane count alone (laneWidth), never by the threads, so
 // a job that sums over lanes per chunk and then over chunks in order gives the same bits on any
-// number of threads.
+// number of threads. Lane arrays are mostly fresh activations: rather than registered (a worker
+// would hold each until a FinalizationRegistry callback, which a loop of resolved awaits never
+// lets run: memory grew by a step's activations per step), their buffers travel with each job in
+// one message per worker (~10 µs), which the workers let go of when the job ends.
 //
 // Size: MAMBA_TS_THREADS threads in all (main included; 0 or 1: no workers), by default
 // os.availableParallelism(). Workers start on the first large enough job, with weights in a SAB, and
@@ -71,12 +74,12 @@ export const R1 = 22;
 export const C0 = 23;
 export const C1 = 24;
 export const ADD = 25;
-/** Lane jobs: job id, lanes, lanes per chunk (WIDTH), then per array LANE_FIELDS slots:
- * buffer id, byte offset, length, 1 for f64. Their parameters go through the shared `params`. */
+/** Lane jobs: job id, lanes, lanes per chunk (WIDTH), then per array LANE_FIELDS slots: byte
+ * offset, length, 1 for f64 (its buffer: the job's message). Parameters go through `params`. */
 export const JOB = 16;
 export const LANE_COUNT = 17;
 export const ARRAY0 = 18;
-export const LANE_FIELDS = 4;
+export const LANE_FIELDS = 3;
 const MAX_ARRAYS = 24;
 const MAX_PARAMS = 16;
 const SLOTS = ARRAY0 + LANE_FIELDS * MAX_ARRAYS;
@@ -119,6 +122,18 @@ export function sharedF32(length: number): Float32Array {
 /** A zeroed float64 array backed by a SharedArrayBuffer (lane jobs' partial sums). */
 export function sharedF64(length: number): Float64Array {
   return new Float64Array(new SharedArrayBuffer(length * 8));
+}
+
+const scratches: Float64Array[] = [];
+
+/**
+ * This thread's float64 scratch `slot` with room for `length` values, grow-only (module state is per
+ * thread): lane jobs run many chunks a step, and fresh scratches per chunk let the heap balloon.
+ * Its contents are whatever the last user left.
+ */
+export function scratchF64(slot: number, length: number): Float64Array {
+  if ((scratches[slot]?.length ?? -1) < length) scratches[slot] = new Float64Array(length);
+  return scratches[slot].subarray(0, length);
 }
 
 /** An array a lane job reads or writes. */
@@ -177,6 +192,10 @@ export function claim(ctrl: Int32Array, low: boolean): number {
   }
 }
 
+/** What the workers' ports carry: a buffer registered (id, sab) or dropped (id), or the buffers of
+ * the next lane job (lane), held by the workers for that job only. */
+export type PoolMessage = { id: number; sab?: SharedArrayBuffer } | { lane: SharedArrayBuffer[] };
+
 interface Pool {
   ctrl: Int32Array;
   ports: MessagePort[];
@@ -229,7 +248,7 @@ function startPool(workers: number): Pool {
   return { ctrl, params, ports, ids: new WeakMap(), nextId: 1, arena: sharedF32(0) };
 }
 
-function broadcast(p: Pool, message: { id: number; sab?: SharedArrayBuffer }): void {
+function broadcast(p: Pool, message: PoolMessage): void {
   for (const port of p.ports) port.postMessage(message);
   Atomics.add(p.ctrl, POSTED, 1);
 }
@@ -396,11 +415,11 @@ export function runLanes<Arrays extends { [K in keyof Arrays]: LaneArray }>(
   ctrl[WIDTH] = width;
   values.forEach((v, i) => {
     const at = ARRAY0 + i * LANE_FIELDS;
-    ctrl[at] = idOf(p, v.buffer as SharedArrayBuffer);
-    ctrl[at + 1] = v.byteOffset;
-    ctrl[at + 2] = v.length;
-    ctrl[at + 3] = v instanceof Float64Array ? 1 : 0;
+    ctrl[at] = v.byteOffset;
+    ctrl[at + 1] = v.length;
+    ctrl[at + 2] = v instanceof Float64Array ? 1 : 0;
   });
+  broadcast(p, { lane: values.map((v) => v.buffer as SharedArrayBuffer) });
   runJob(p, chunks, (first) => {
     for (let c = first; c >= 0; c = claimLow()) chunk(c, p.params);
   });
