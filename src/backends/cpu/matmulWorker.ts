@@ -19,7 +19,6 @@ import {
   C1,
   COLS,
   claim,
-  D_ID,
   D_OFF,
   FAILED,
   JOB,
@@ -37,7 +36,6 @@ import {
   R0,
   R1,
   READY,
-  S_ID,
   S_OFF,
   SEQ,
   TRANSPOSE,
@@ -99,12 +97,17 @@ Atomics.add(ctrl, READY, 1);
 Atomics.notify(ctrl, READY);
 for (let seq = 0; ; ) {
   seq = waitWhile(ctrl, SEQ, seq);
+  // Drain the port on every wake, also when this wake claims nothing (the main thread took every
+  // chunk first, common on a busy machine): queued messages hold the buffers they carry.
+  sync();
   Atomics.add(ctrl, BUSY, 1);
   try {
     const first = claimHigh();
+    if (first < 0) lane = [];
     if (first >= 0 && ctrl[KIND] === LANES) lanes(first);
     else if (first >= 0 && ctrl[KIND] === TRANSPOSE) {
-      const [src, dst] = [view(ctrl[S_ID]), view(ctrl[D_ID])];
+      sync();
+      const [src, dst] = lane.map((sab) => new Float32Array(sab));
       const [cols, r0, r1, c0, c1] = [ctrl[COLS], ctrl[R0], ctrl[R1], ctrl[C0], ctrl[C1]];
       const add = ctrl[ADD] === 1;
       transposeCols(
@@ -122,6 +125,7 @@ for (let seq = 0; ; ) {
         first,
         claimHigh,
       );
+      lane = [];
     } else if (first >= 0) {
       const arena = view(ctrl[A_ID]);
       const bOff = ctrl[B_OFF];

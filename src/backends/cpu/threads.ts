@@ -20,17 +20,17 @@
 // < 1% at prefill, where registering every fresh activation buffer would cost a postMessage each.
 //
 // Jobs. The pool also runs the transposes of linearBackward.ts (transposeCols over column chunks,
-// ctrl[KIND] = TRANSPOSE), whose source and destination must both live in SharedArrayBuffers; those
-// are registered like weights (training activations: a postMessage per fresh buffer, on jobs of
-// at least MIN_MOVES values only). And lane jobs (ctrl[KIND] = LANES, runLanes): a LaneJob of
+// ctrl[KIND] = TRANSPOSE), whose source and destination must both live in SharedArrayBuffers and,
+// being fresh activations, travel with the job like a lane job's arrays (below). And lane jobs (ctrl[KIND] = LANES, runLanes): a LaneJob of
 // laneJobs.ts (the scans and SSD, forward and backward) over chunks of independent lanes (channels,
 // heads), its arrays (f32 or f64, all shared) and numeric parameters listed in ctrl and a shared
 // Float64Array. The chunks are fixed by the lane count alone (laneWidth), never by the threads, so
 // a job that sums over lanes per chunk and then over chunks in order gives the same bits on any
 // number of threads. Lane arrays are mostly fresh activations: rather than registered (a worker
-// would hold each until a FinalizationRegistry callback, which a loop of resolved awaits never
-// lets run: memory grew by a step's activations per step), their buffers travel with each job in
-// one message per worker (~10 µs), which the workers let go of when the job ends.
+// would hold each until a FinalizationRegistry callback, which a training loop of resolved awaits
+// seldom lets run: registered transposes grew memory by ~150 MB a step for a 3.6M model at 4 × 256),
+// their buffers travel with each job in one message per worker (~10 µs), which the workers let go
+// of when the job ends.
 //
 // Size: MAMBA_TS_THREADS threads in all (main included; 0 or 1: no workers), by default
 // os.availableParallelism(). Workers start on the first large enough job, with weights in a SAB, and
@@ -64,9 +64,7 @@ export const O_OFF = 13;
 export const WIDTH = 14;
 export const KIND = 15;
 /** Transpose jobs: source and destination buffer ids and element offsets, cols, rectangle, add. */
-export const S_ID = 16;
 export const S_OFF = 17;
-export const D_ID = 18;
 export const D_OFF = 19;
 export const COLS = 20;
 export const R0 = 21;
@@ -364,9 +362,7 @@ export function parallelTranspose(
   const { ctrl } = p;
   const width = Math.max(32, Math.ceil((c1 - c0) / MAX_CHUNKS / 32) * 32);
   ctrl[KIND] = TRANSPOSE;
-  ctrl[S_ID] = idOf(p, src.buffer);
   ctrl[S_OFF] = src.byteOffset >> 2;
-  ctrl[D_ID] = idOf(p, dst.buffer);
   ctrl[D_OFF] = dst.byteOffset >> 2;
   ctrl[COLS] = cols;
   ctrl[R0] = r0;
@@ -376,6 +372,7 @@ export function parallelTranspose(
   ctrl[ADD] = add ? 1 : 0;
   ctrl[WIDTH] = width;
   const chunks = Math.ceil((c1 - c0) / width);
+  broadcast(p, { lane: [src.buffer, dst.buffer] });
   runJob(p, chunks, (first) => kernel(dst, 0, src, 0, cols, r0, r1, c0, c1, add, width, first, claimLow));
   return true;
 }
