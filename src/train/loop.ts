@@ -5,7 +5,7 @@
 // backend and read once per step. Progress goes to `progress` (a bar on a TTY, else one line per
 // validation or checkpoint): step, loss, validation loss, tokens/s and the time left.
 
-import type { Tensor } from '../core/tensor.ts';
+import { zeroGrads } from './gradients.ts';
 import { type Run, saveRun } from './run.ts';
 
 export interface StepReport {
@@ -63,8 +63,7 @@ export async function trainLoop(run: Run, progress: (r: StepReport) => void = ()
   const { model, hyper } = run;
   const be = model.backend;
   const ops = be.training;
-  const grads = new Map<string, Tensor>();
-  for (const [name, p] of model.parameters()) grads.set(name, be.zeros(p.shape));
+  const grads = zeroGrads(model);
   const lossSum = be.zeros([1]); // (1)
   const tokensPerStep = hyper.batch * hyper.seqLen * hyper.accum;
   const started = performance.now();

@@ -6,11 +6,11 @@
 
 import type { Backend } from '../../backends/backend.ts';
 import { Random } from '../../core/random.ts';
-import type { Tensor } from '../../core/tensor.ts';
 import { CausalLM } from '../../models/causalLM.ts';
 import { type ModelConfig, parseConfig } from '../../models/config.ts';
 import { initParameters } from '../../models/init.ts';
 import type { LossHistory } from '../checkpoint.ts';
+import { zeroGrads } from '../gradients.ts';
 import { AdamW } from '../optimizer.ts';
 import { evaluate, type Task } from './task.ts';
 
@@ -86,8 +86,7 @@ export async function runExperiment(
     weightDecay: 0,
     clip: 1,
   });
-  const grads = new Map<string, Tensor>();
-  for (const [name, p] of model.parameters()) grads.set(name, backend.zeros(p.shape));
+  const grads = zeroGrads(model);
   const data = new Random(seed + 1);
   const rand = () => data.uniform();
   const history: LossHistory = { train: [], val: [] };
