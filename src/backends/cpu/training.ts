@@ -4,7 +4,7 @@
 // Parameter gradients are added into the given tensors; activation gradients are new tensors.
 
 import { fail } from '../../core/errors.ts';
-import { numel, type Shape, sameShape, showShape, type Tensor } from '../../core/tensor.ts';
+import { numel, sameShape, showShape, type Tensor } from '../../core/tensor.ts';
 import { s4dArrays, s4dBackward, s4dDims } from '../../ssm/s4d.ts';
 import type { S4dArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
 import type {
