@@ -19,6 +19,8 @@ const TOL = 1e-5;
 const gpu = await webgpuBackend();
 const cpu = new CpuBackend();
 const skip = typeof gpu === 'string' ? gpu : false;
+/** More rows than one dimension of a dispatch grid holds (one workgroup per row kernels fold them). */
+const pastGridLimit = skip ? 0 : (gpu as WebGpuBackend).limits.maxComputeWorkgroupsPerDimension + 3;
 
 /** The same random data on both backends. */
 function both(rand: Rand, shape: Shape, draw = () => normal(rand)): [Tensor, Tensor] {
@@ -108,6 +110,22 @@ test('addRmsNorm (with and without residual) and gatedRmsNorm (groups, both orde
       );
     }
   }
+});
+
+test('addRmsNorm and gatedRmsNorm past the grid limit of rows', { skip }, async (t) => {
+  const rand = rngFor(t);
+  const [xc, xg] = both(rand, [pastGridLimit, 8]);
+  const [rc, rg] = both(rand, [pastGridLimit, 8]);
+  const [wc, wg] = both(rand, [8]);
+  const added = [cpu.addRmsNorm(xc, rc, wc, 1e-5), (gpu as Backend).addRmsNorm(xg, rg, wg, 1e-5)];
+  await same(t, 'residual', added[0].residual, added[1].residual);
+  await same(t, 'normed', added[0].normed, added[1].normed);
+  const [zc, zg] = both(rand, [pastGridLimit, 8]);
+  const gated = [
+    cpu.gatedRmsNorm(xc, zc, wc, 1e-5, 4, false),
+    (gpu as Backend).gatedRmsNorm(xg, zg, wg, 1e-5, 4, false),
+  ];
+  await same(t, 'gated', gated[0], gated[1]);
 });
 
 // walkMax 32: l ≤ 32 walks the length per channel; walkMax 0 forces the parallel form with its
@@ -256,6 +274,7 @@ for (const [t, c] of [
   [3, 37],
   [5, 2],
   [2, 4100],
+  [pastGridLimit, 4],
 ] as const) {
   test(`argmax t=${t} c=${c} (ties keep the first)`, { skip }, async (t_) => {
     const rand = rngFor(t_);
@@ -269,7 +288,7 @@ for (const [t, c] of [
     const want = await cpu.read(cpu.argmax(cpu.upload(data, [t, c])));
     const g = gpu as Backend;
     const got = await g.read(g.argmax(g.upload(data, [t, c])));
-    t_.diagnostic(`ids ${Array.from(got).join(',')}`);
+    t_.diagnostic(`first ids ${Array.from(got.subarray(0, 8)).join(',')}`);
     assert.deepEqual(Array.from(got), Array.from(want));
     assert.ok(got instanceof Int32Array);
   });

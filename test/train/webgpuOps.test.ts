@@ -9,6 +9,7 @@ import { type TestContext, test } from 'node:test';
 import type { Backend } from '../../src/backends/backend.ts';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
 import { linearGradTuning } from '../../src/backends/webgpu/kernels/linearGrad.ts';
+import type { WebGpuBackend } from '../../src/backends/webgpu/webgpuBackend.ts';
 import { numel, type Shape, type Tensor } from '../../src/core/tensor.ts';
 import { webgpuBackend } from '../helpers/backends.ts';
 import { normal, type Rand, relDiff, rngFor } from '../helpers/random.ts';
@@ -18,6 +19,8 @@ const gpuOrReason = await webgpuBackend();
 const skip = typeof gpuOrReason === 'string' ? gpuOrReason : false;
 const gpu = gpuOrReason as Backend;
 const cpu = new CpuBackend();
+/** More rows than one dimension of a dispatch grid holds (one workgroup per row kernels fold them). */
+const pastGridLimit = skip ? 0 : (gpu as WebGpuBackend).limits.maxComputeWorkgroupsPerDimension + 3;
 
 type Pair = [Tensor, Tensor]; // [cpu, webgpu]
 
@@ -216,6 +219,7 @@ for (const [rows, c, group, before] of [
   [3, 48, 16, true],
   [6, 200, 100, false],
   [2, 10, 5, true],
+  [pastGridLimit, 8, 4, true],
 ] as const) {
   test(`gatedRmsNormBackward t=${rows} c=${c} group=${group} normBeforeGate=${before}`, {
     skip,

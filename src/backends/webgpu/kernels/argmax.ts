@@ -1,15 +1,16 @@
 // WGSL kernel: argmax of each row, the first index on ties: x (t, c) f32 → ids (t) i32, so that a
 // greedy decoding step reads back t ids instead of t·c logits.
-// Thread mapping: one workgroup of 256 threads per row (grid (t)); thread i walks elements
+// Thread mapping: one workgroup of 256 threads per row (grid.ts rowGrid: row = wg.x + wg.y · rowStride); thread i walks elements
 // i, i + 256, … (vec4 units when c % 4 == 0, V = 4; scalars otherwise), keeping the first largest
 // it sees; a tree reduction in workgroup memory then keeps the larger value, the lower index on
 // ties. A thread that saw nothing holds index NONE, which every real candidate beats.
-// Bindings: 0 x (t, c) · 1 ids (t) i32 · 2 params {c}.
+// Bindings: 0 x (t, c) · 1 ids (t) i32 · 2 params {c, rows, rowStride}.
 // Reference: CpuBackend.argmax (and argmax in src/generate/sampling.ts).
 
 import { numel } from '../../../core/tensor.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
+import { rowGrid } from './grid.ts';
 
 const sources = new Map<number, string>();
 
@@ -20,7 +21,7 @@ function wgsl(vec: 1 | 4): string {
 alias V = ${vec === 4 ? 'vec4<f32>' : 'f32'};
 const VEC = ${vec}u;
 const NONE = 0xffffffffu;
-struct Params { c: u32 }
+struct Params { c: u32, rows: u32, rowStride: u32 }
 @group(0) @binding(0) var<storage, read> x: array<V>;
 @group(0) @binding(1) var<storage, read_write> ids: array<i32>;
 @group(0) @binding(2) var<uniform> params: Params;
@@ -37,8 +38,10 @@ fn beats(vb: f32, ib: u32, va: f32, ia: u32) -> bool {
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let row = wg.x + wg.y * params.rowStride;
+  if (row >= params.rows) { return; }
   let cv = params.c / VEC;
-  let base = wg.x * cv;
+  let base = row * cv;
   var best = 0.0;
   var at = NONE;
   for (var j = lane; j < cv; j += 256u) {
@@ -58,7 +61,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
   }
-  if (lane == 0u) { ids[wg.x] = i32(indices[0]); }
+  if (lane == 0u) { ids[row] = i32(indices[0]); }
 }`;
   sources.set(vec, source);
   return source;
@@ -69,6 +72,7 @@ export function argmax(be: WebGpuBackend, x: GpuTensor): GpuTensor {
   const t = numel(x.shape) / c;
   const ids = be.alloc(x.shape.slice(0, -1), 'i32');
   const vec = c % 4 === 0 ? 4 : 1;
-  be.dispatch({ name: `argmax${vec}`, wgsl: wgsl(vec) }, [x, ids], [c], [t]);
+  const grid = rowGrid(be, t);
+  be.dispatch({ name: `argmax${vec}`, wgsl: wgsl(vec) }, [x, ids], [c, t, grid.stride], grid.workgroups);
   return ids;
 }

@@ -8,17 +8,22 @@
 // One workgroup of 64 threads per (group, row); Σ v² and Σ g·v from tree reductions.
 // Bindings: 0 dOut (t, c) · 1 y (t, c) and 2 z (t, c), or the buffers they are column views of
 // (rows yStride / zStride apart from yOffset / zOffset) · 3 weight (c) · 4 dy (t, c) · 5 dz (t, c) ·
-// 6 prod (t, c) · 7 params {c, group, eps, before, yOffset, yStride, zOffset, zStride}.
-// Grid (c / group, t). Reference: CpuTraining.gatedRmsNormBackward.
+// 6 prod (t, c) · 7 params {c, group, eps, before, yOffset, yStride, zOffset, zStride,
+// rows, rowStride}.
+// Grid (rowsX, rowsY, c / group), row = wg.x + wg.y · rowStride (grid.ts rowGrid).
+// Reference: CpuTraining.gatedRmsNormBackward.
 
 import { numel } from '../../../core/tensor.ts';
 import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { columnSum } from './columnSum.ts';
+import { rowGrid } from './grid.ts';
 import { workgroupReduce } from './workgroupReduce.ts';
 
 const wgsl = /* wgsl */ `
-struct Params { c: u32, group: u32, eps: f32, before: u32, yOffset: u32, yStride: u32, zOffset: u32, zStride: u32 }
+struct Params {
+  c: u32, group: u32, eps: f32, before: u32, yOffset: u32, yStride: u32, zOffset: u32, zStride: u32, rows: u32, rowStride: u32,
+}
 @group(0) @binding(0) var<storage, read> dOut: array<f32>;
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<storage, read> z: array<f32>;
@@ -33,10 +38,12 @@ fn sigmoid(v: f32) -> f32 { return 1.0 / (1.0 + exp(-v)); }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
-  let col0 = wg.x * params.group;
-  let base = wg.y * params.c + col0;
-  let yBase = params.yOffset + wg.y * params.yStride + col0;
-  let zBase = params.zOffset + wg.y * params.zStride + col0;
+  let row = wg.x + wg.y * params.rowStride;
+  if (row >= params.rows) { return; }
+  let col0 = wg.z * params.group;
+  let base = row * params.c + col0;
+  let yBase = params.yOffset + row * params.yStride + col0;
+  let zBase = params.zOffset + row * params.zStride + col0;
   let before = params.before != 0u;
   var sumSq = 0.0;
   var dot = 0.0;
@@ -96,11 +103,23 @@ export function gatedRmsNormBackward(
     const prod = be.alloc([t, c]); // (t, c)
     const yv = viewOf(y);
     const zv = viewOf(z);
+    const grid = rowGrid(be, t);
     be.dispatch(
       { name: 'gatedRmsNormBackward', wgsl },
       [dOut, yv.base, zv.base, weight, dy, dz, prod],
-      [c, groupSize, { f32: eps }, normBeforeGate ? 1 : 0, yv.offset, yv.stride, zv.offset, zv.stride],
-      [c / groupSize, t],
+      [
+        c,
+        groupSize,
+        { f32: eps },
+        normBeforeGate ? 1 : 0,
+        yv.offset,
+        yv.stride,
+        zv.offset,
+        zv.stride,
+        t,
+        grid.stride,
+      ],
+      [...grid.workgroups, c / groupSize],
     );
     columnSum(be, prod, dWeight, true);
   });
