@@ -1,5 +1,6 @@
 // `mamba-ts repro selective-copying|induction-heads [--layer s6|s4d|both] [--backend cpu|webgpu]
-// [--quick] [--steps N] [--batch B] [--lr LR] [--seed N] [--max-test-length N] [--out DIR]`:
+// [--quick] [--steps N] [--batch B] [--lr LR] [--curriculum L:S,...] [--seed N] [--max-test-length N]
+// [--out DIR]`:
 // the Mamba paper's synthetic tasks (§4.1.1; src/train/tasks/). Trains the paper's 2-layer,
 // width-64 model with the S6 layer, the S4D layer or both, evaluates, prints the accuracy table
 // (rows: test lengths, columns: layers) and writes OUT/results.json (settings, machine, timings,
@@ -26,6 +27,7 @@ const options = {
   steps: { type: 'string' },
   batch: { type: 'string' },
   lr: { type: 'string' },
+  curriculum: { type: 'string' },
   seed: { type: 'string' },
   'max-test-length': { type: 'string' },
   out: { type: 'string' },
@@ -97,6 +99,23 @@ const experiments: Record<string, Record<'full' | 'quick', { task: Task; setting
   },
 };
 
+/** `--curriculum 256:3000,1024:500`: stages of (length, steps) trained before the training length. */
+function parseCurriculum(text: string, steps: number, task: Task): Array<{ length: number; steps: number }> {
+  const stages = text.split(',').map((part) => {
+    const match = /^(\d+):(\d+)$/.exec(part.trim());
+    if (!match || Number(match[1]) < 1 || Number(match[2]) < 1)
+      fail(`repro: --curriculum takes length:steps pairs separated by commas (e.g. 256:3000), got "${text}"`);
+    const length = Number(match[1]);
+    if (length < task.minLength)
+      fail(`repro: --curriculum length ${length} is shorter than ${task.name}'s shortest, ${task.minLength}`);
+    return { length, steps: Number(match[2]) };
+  });
+  const staged = stages.reduce((sum, stage) => sum + stage.steps, 0);
+  if (staged >= steps)
+    fail(`repro: --curriculum's ${staged} steps leave none of the ${steps} for the training length`);
+  return stages;
+}
+
 function table(results: readonly ExperimentResult[]): string {
   const lengths = [...new Set(results.flatMap((r) => r.accuracy.map((a) => a.length)))].sort((a, b) => a - b);
   const head = ['length', ...results.map((r) => `Mamba+${r.layer === 's6' ? 'S6' : 'S4D'}`)];
@@ -126,12 +145,16 @@ export async function reproCommand(argv: string[]): Promise<void> {
   const lr = values.lr === undefined ? base.lr : Number(values.lr);
   if (!(lr > 0 && Number.isFinite(lr))) fail(`repro: --lr must be a positive number, got "${values.lr}"`);
   const maxTest = intOption('repro', values, 'max-test-length', Math.max(...base.testLengths), 1);
+  const steps = intOption('repro', values, 'steps', base.steps, 1);
   const setting: Setting = {
     ...base,
-    steps: intOption('repro', values, 'steps', base.steps, 1),
+    steps,
     batch: intOption('repro', values, 'batch', base.batch, 1),
     lr,
     testLengths: base.testLengths.filter((l) => l <= maxTest),
+    ...(typeof values.curriculum === 'string'
+      ? { curriculum: parseCurriculum(values.curriculum, steps, task) }
+      : {}),
   };
   if (setting.testLengths.length === 0) fail(`repro: --max-test-length ${maxTest} leaves no test length`);
   const seed = intOption('repro', values, 'seed', 0);

@@ -70,13 +70,22 @@ test('repro induction-heads --quick: S6 recalls at the training length and up to
 });
 
 test('repro: a bad task, layer or option is a one-line error', async () => {
-  const [task, layer, steps] = await Promise.all([
+  const [task, layer, steps, format, tooLong, tooShort] = await Promise.all([
     cli(['repro', 'copying']),
     cli(['repro', 'induction-heads', '--layer', 's5']),
     cli(['repro', 'induction-heads', '--steps', '0']),
+    cli(['repro', 'induction-heads', '--curriculum', '64x100']),
+    cli(['repro', 'induction-heads', '--quick', '--curriculum', '8:100,12:50']),
+    cli(['repro', 'selective-copying', '--quick', '--curriculum', '3:10']),
   ]);
   assertOneLineError(task, /repro: name a task: selective-copying or induction-heads \(got copying\)/);
   assertOneLineError(layer, /--layer must be s6, s4d or both, got "s5"/);
   assertOneLineError(steps, /--steps must be an integer >= 1/);
+  assertOneLineError(
+    format,
+    /--curriculum takes length:steps pairs separated by commas \(e.g. 256:3000\), got "64x100"/,
+  );
+  assertOneLineError(tooLong, /--curriculum's 150 steps leave none of the 150 for the training length/);
+  assertOneLineError(tooShort, /--curriculum length 3 is shorter than selective-copying's shortest, 4/);
   assert.ok(!existsSync(join('repro', 'copying')));
 });

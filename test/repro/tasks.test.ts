@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
 import { CausalLM } from '../../src/models/causalLM.ts';
 import { initParameters } from '../../src/models/init.ts';
-import { taskModelConfig } from '../../src/train/tasks/experiment.ts';
+import { lengthAt, type Setting, taskModelConfig } from '../../src/train/tasks/experiment.ts';
 import { inductionHeads } from '../../src/train/tasks/inductionHeads.ts';
 import { selectiveCopying } from '../../src/train/tasks/selectiveCopying.ts';
 import { evaluate } from '../../src/train/tasks/task.ts';
@@ -55,6 +55,29 @@ test('task batches: the same seed gives the same batch', () => {
     const b = task.generate(seeded(7), 3, 20);
     assert.deepEqual(a, b);
   }
+});
+
+test("curriculum: each stage's steps at its length, then the training length", () => {
+  const base = {
+    steps: 10,
+    batch: 1,
+    trainLength: 64,
+    lr: 1,
+    warmup: 0,
+    testLengths: [64],
+    testBatch: 1,
+    piece: 64,
+  };
+  const staged: Setting = {
+    ...base,
+    curriculum: [
+      { length: 16, steps: 3 },
+      { length: 32, steps: 2 },
+    ],
+  };
+  const lengths = Array.from({ length: 10 }, (_, i) => lengthAt(staged, i + 1));
+  assert.deepEqual(lengths, [16, 16, 16, 32, 32, 64, 64, 64, 64, 64]);
+  assert.equal(lengthAt(base, 1), 64);
 });
 
 test('evaluate: in pieces through the recurrent state = forward at once (S6 and S4D)', async (t) => {

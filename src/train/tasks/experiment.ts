@@ -18,6 +18,11 @@ export interface Setting {
   steps: number;
   batch: number;
   trainLength: number;
+  /**
+   * Shorter lengths trained first, in order: each stage trains `steps` of the total steps at its
+   * `length`; the steps left train at trainLength. The learning-rate schedule spans all steps.
+   */
+  curriculum?: ReadonlyArray<{ length: number; steps: number }>;
   lr: number;
   warmup: number;
   testLengths: number[];
@@ -62,6 +67,16 @@ export function taskModelConfig(task: Task, layer: 's6' | 's4d'): ModelConfig {
   );
 }
 
+/** The training length at `step` (1-based): the curriculum's stage that holds it, else trainLength. */
+export function lengthAt(setting: Setting, step: number): number {
+  let end = 0;
+  for (const stage of setting.curriculum ?? []) {
+    end += stage.steps;
+    if (step <= end) return stage.length;
+  }
+  return setting.trainLength;
+}
+
 /** Trains and evaluates one model; `report` receives a line every ~10% of the steps. */
 export async function runExperiment(
   task: Task,
@@ -74,7 +89,7 @@ export async function runExperiment(
   const config = taskModelConfig(task, layer);
   const weights = initParameters(config, seed);
   const model = new CausalLM(config, backend, (name) => weights.get(name));
-  const { steps, batch, trainLength, lr, warmup } = setting;
+  const { steps, batch, lr, warmup } = setting;
   const optimizer = new AdamW(backend, model.parameters(), {
     lr,
     minLr: lr / 10,
@@ -93,7 +108,7 @@ export async function runExperiment(
   const started = performance.now();
   for (let step = 1; step <= steps; step++) {
     for (const g of grads.values()) backend.training.zero(g);
-    const { ids, targets } = task.generate(rand, batch, trainLength);
+    const { ids, targets } = task.generate(rand, batch, lengthAt(setting, step));
     const loss = (await backend.read(backend.tidy(() => model.lossAndGrads(ids, batch, grads, targets))))[0];
     const { lr: stepLr } = await optimizer.update(grads, 1);
     model.refreshDerived();
@@ -101,7 +116,7 @@ export async function runExperiment(
     if (step % Math.max(1, Math.round(steps / 10)) === 0 || step === steps) {
       const seconds = (performance.now() - started) / 1000;
       report(
-        `${task.name} ${layer}: step ${step}/${steps}  loss ${loss.toFixed(4)}  ${seconds.toFixed(1)} s`,
+        `${task.name} ${layer}: step ${step}/${steps}  length ${lengthAt(setting, step)}  loss ${loss.toFixed(4)}  ${seconds.toFixed(1)} s`,
       );
     }
   }

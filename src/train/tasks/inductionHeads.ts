@@ -12,6 +12,7 @@ export function inductionHeads(vocabSize = 16): Task {
     name: 'induction-heads',
     vocabSize,
     answers: 1,
+    minLength: 4,
     generate(rand, batch, length): TaskBatch {
       if (length < 4) throw new Error(`induction heads: length ${length} is too short`);
       const ids = new Int32Array(batch * length); // (b, l)

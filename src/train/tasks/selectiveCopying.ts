@@ -15,6 +15,7 @@ export function selectiveCopying(vocabSize = 16, answers = 16): Task {
     name: 'selective-copying',
     vocabSize,
     answers,
+    minLength: 2 * answers,
     generate(rand, batch, length): TaskBatch {
       const region = length - answers;
       if (region < answers)

@@ -18,6 +18,8 @@ export interface Task {
   vocabSize: number;
   /** Answer positions per sequence: accuracy's unit. */
   answers: number;
+  /** The shortest sequence the task can be set at. */
+  minLength: number;
   /** A batch of `batch` sequences of `length` tokens, drawn from `rand` (uniform in [0, 1)). */
   generate(rand: () => number, batch: number, length: number): TaskBatch;
 }
