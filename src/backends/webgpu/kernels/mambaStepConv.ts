@@ -9,7 +9,8 @@
 // - threads c < C run the conv of channel c0 + c from its window in the state, write u and the
 //   new state, and put u in workgroup memory;
 // - each thread multiplies its loads with its lane's u, the products of a row go to workgroup
-//   memory, and thread e < E adds its row's G products (in lane order) into partial[b, block, e].
+//   memory (rows padded to G + 1 floats: the threads that add them read different banks), and
+//   thread e < E adds its row's G products (in lane order) into partial[b, block, e].
 // Grid (K = ⌈dInner / C⌉, b). Bindings: 0 xz (b, 2·dInner) · 1 convWeight (dInner, w) ·
 // 2 convBias (dInner) · 3 convState (b, dInner, w−1) rw · 4 xProj (R + 2n, dInner) · 5 u (b, dInner)
 // · 6 partial (b, K, R + 2n) · 7 params {hasBias}. dInner, w (≥ 2), n and R are compile-time.
@@ -65,7 +66,7 @@ const PER = ${perThread}u; // x_proj loads per thread
 @group(0) @binding(7) var<uniform> params: Params;
 
 var<workgroup> us: array<f32, C>;
-var<workgroup> products: array<f32, ${perThread * threads}>; // (row, lane)
+var<workgroup> products: array<f32, ${perThread * rowsInFlight * (lanes + 1)}>; // (row, lane), rows padded
 
 fn dotV(a: VX, b: VX) -> f32 { return ${v === 4 ? 'dot(a, b)' : 'a * b'}; }
 
@@ -99,11 +100,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (li < C) { us[li] = v; }
   workgroupBarrier();
   let uc = ${uRun};
-  for (var i = 0u; i < PER; i++) { products[li + i * THREADS] = dotV(wx[i], uc); }
+  for (var i = 0u; i < PER; i++) { products[(li / LANES + i * ROWS) * (LANES + 1u) + lane] = dotV(wx[i], uc); }
   workgroupBarrier();
   for (var e = li; e < E; e += THREADS) {
     var s = 0.0;
-    for (var l = 0u; l < LANES; l++) { s += products[e * LANES + l]; }
+    for (var l = 0u; l < LANES; l++) { s += products[e * (LANES + 1u) + l]; }
     partial[(bi * K + block) * E + e] = s;
   }
 }`;

@@ -8,8 +8,9 @@
 // otherwise) come as unrolled runs of up to matvecTuning.maxLoads, each run loaded into registers
 // before it is multiplied with the same slice of each x row of the block (small, served from
 // cache; x may be a column view: rows xStride apart from xOffset), accumulating MAXM partial dot
-// products; the LANES partials of each (column, row) are summed in workgroup memory by one
-// thread, in lane order. Blocks after the first read the team's row of w again, from cache.
+// products; the LANES partials of each (column, row) are summed in workgroup memory (rows padded
+// to LANES + 1 floats against bank conflicts) by one thread, in lane order. Blocks after the
+// first read the team's row of w again, from cache.
 // Columns past n (the last workgroup's) read the last row and write nothing.
 // Bindings: 0 x (m, k), or the buffer it is a view of · 1 w (n, k) · 2 bias (n) · 3 out (m, n) ·
 // 4 (7 with the prologue) params {m, n, hasBias, groupsX, xOffset, xStride, hasResidual, eps}
@@ -32,11 +33,11 @@ export const MAX_M = 8;
 
 /**
  * The work decomposition (read when a kernel is built; teams · lanes ≤ 256):
- * teams: output columns per workgroup (n = 3072 gives 384 workgroups at 8);
+ * teams: output columns per workgroup (at 4, n = 768 gives 192 workgroups: all of an H100's 132 SMs);
  * lanes: threads per column, splitting k (each reads k / (4 · lanes) vec4s of its row of w);
  * maxLoads: loads of w a lane issues before using them (registers: 4 · maxLoads per vec4 run).
  */
-export const matvecTuning = { teams: 8, lanes: 32, maxLoads: 8 };
+export const matvecTuning = { teams: 4, lanes: 32, maxLoads: 16 };
 
 const sources = new Map<string, string>();
 
@@ -71,11 +72,11 @@ ${
 @group(0) @binding(5) var<storage, read> normWeight: array<V>;
 @group(0) @binding(6) var<storage, read_write> residualOut: array<V>;
 @group(0) @binding(7) var<uniform> params: Params;
-var<workgroup> squares: array<f32, ${teams * lanes * maxM}>; // (team, row, lane)`
+var<workgroup> squares: array<f32, ${teams * (lanes + 1) * maxM}>; // (team, row, lane)`
     : '@group(0) @binding(4) var<uniform> params: Params;'
 }
 
-var<workgroup> partial: array<f32, ${teams * lanes * maxM}>; // (team, row, lane)
+var<workgroup> partial: array<f32, ${teams * (lanes + 1) * maxM}>; // (team, row, lane), rows padded
 
 fn hsum(v: V) -> f32 { return ${vec === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }
 ${
@@ -124,8 +125,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
   }
   for (var r = 0u; r < MAXM; r++) {
-    partial[(team * MAXM + r) * LANES + lane] = hsum(acc[r]);
-    ${norm ? 'squares[(team * MAXM + r) * LANES + lane] = hsum(sq[r]);' : ''}
+    partial[(team * MAXM + r) * (LANES + 1u) + lane] = hsum(acc[r]);
+    ${norm ? 'squares[(team * MAXM + r) * (LANES + 1u) + lane] = hsum(sq[r]);' : ''}
   }
   workgroupBarrier();
   for (var q = li; q < TEAMS * MAXM; q += WG) {
@@ -134,11 +135,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let col = group * TEAMS + t;
     if (r < rows && col < params.n) {
       var s = 0.0;
-      for (var i = 0u; i < LANES; i++) { s += partial[(t * MAXM + r) * LANES + i]; }
+      for (var i = 0u; i < LANES; i++) { s += partial[(t * MAXM + r) * (LANES + 1u) + i]; }
       ${
         norm
           ? `var ss = 0.0;
-      for (var i = 0u; i < LANES; i++) { ss += squares[(t * MAXM + r) * LANES + i]; }
+      for (var i = 0u; i < LANES; i++) { ss += squares[(t * MAXM + r) * (LANES + 1u) + i]; }
       s *= inverseSqrt(ss / f32(K) + params.eps);`
           : ''
       }
