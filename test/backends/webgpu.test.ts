@@ -9,6 +9,8 @@ import type { Backend } from '../../src/backends/backend.ts';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
 import { convTuning } from '../../src/backends/webgpu/kernels/conv1d.ts';
 import { linearTuning } from '../../src/backends/webgpu/kernels/linear.ts';
+import { mambaStepTuning } from '../../src/backends/webgpu/kernels/mambaStep.ts';
+import { matvecTuning } from '../../src/backends/webgpu/kernels/matvec.ts';
 import { ssdTuning } from '../../src/backends/webgpu/kernels/ssd.ts';
 import type { WebGpuBackend } from '../../src/backends/webgpu/webgpuBackend.ts';
 import { numel, type Shape, type Tensor } from '../../src/core/tensor.ts';
@@ -37,7 +39,10 @@ async function same(t: { diagnostic(m: string): void }, what: string, a: Tensor,
 // m ≤ 64 takes the matvec kernel here (matvecMaxM raised from its default of 8: vec4 loads when
 // k % 4 == 0, scalar otherwise; rows in blocks of up to 8, the last one ragged), larger m the
 // tiled kernel (64-tiles; 128-tiles where tile128 forces them on these small shapes), split
-// along k when its tiles are few and k is long (here 300 and 1000, the last slice ragged).
+// along k when its tiles are few and k is long (here 300 and 1000, the last slice ragged). The
+// matvec cases run again with narrow teams and short runs of loads (several runs per row, the last
+// one ragged; more columns per workgroup than the last one has).
+const matvecAlt = { teams: 16, lanes: 8, maxLoads: 2 };
 for (const [m, n, k, bias, tile128] of [
   [1, 70, 33, true, false],
   [1, 1000, 132, false, false],
@@ -57,24 +62,31 @@ for (const [m, n, k, bias, tile128] of [
   [100, 33, 1000, true, false],
   [64, 100, 1001, true, false],
 ] as const) {
-  test(`linear m=${m} n=${n} k=${k} bias=${bias} tile128=${tile128}`, { skip }, async (t) => {
-    const rand = rngFor(t);
-    linearTuning.minTiles128 = tile128 ? 0 : 256;
-    linearTuning.matvecMaxM = 64;
-    t.after(() => {
-      linearTuning.minTiles128 = 256;
-      linearTuning.matvecMaxM = 8;
+  for (const alt of m <= 64 ? [false, true] : [false]) {
+    test(`linear m=${m} n=${n} k=${k} bias=${bias} tile128=${tile128}${alt ? ' matvec teams 16 x 8' : ''}`, {
+      skip,
+    }, async (t) => {
+      const rand = rngFor(t);
+      const matvecDefaults = { ...matvecTuning };
+      linearTuning.minTiles128 = tile128 ? 0 : 256;
+      linearTuning.matvecMaxM = 64;
+      if (alt) Object.assign(matvecTuning, matvecAlt);
+      t.after(() => {
+        linearTuning.minTiles128 = 256;
+        linearTuning.matvecMaxM = 8;
+        Object.assign(matvecTuning, matvecDefaults);
+      });
+      const [xc, xg] = both(rand, [m, k]);
+      const [wc, wg] = both(rand, [n, k]);
+      const [bc, bg] = both(rand, [n]);
+      await same(
+        t,
+        'out',
+        cpu.linear(xc, wc, bias ? bc : null),
+        (gpu as Backend).linear(xg, wg, bias ? bg : null),
+      );
     });
-    const [xc, xg] = both(rand, [m, k]);
-    const [wc, wg] = both(rand, [n, k]);
-    const [bc, bg] = both(rand, [n]);
-    await same(
-      t,
-      'out',
-      cpu.linear(xc, wc, bias ? bc : null),
-      (gpu as Backend).linear(xg, wg, bias ? bg : null),
-    );
-  });
+  }
 }
 
 test('embedding and split', { skip }, async (t) => {
@@ -295,19 +307,28 @@ for (const [t, c] of [
 }
 
 // The fused decoding mixer (two dispatches), two steps from random states, with and without the
-// conv bias: blocks of 64 channels with the last one ragged, dt_proj rows and states read as vec4
-// (R, n % 4 == 0) or scalars; both states are compared after each step. w = 1 takes the
-// unfused ops.
-for (const [d, n, r, w, convBias] of [
-  [72, 16, 8, 4, true],
-  [70, 16, 6, 4, false],
-  [130, 6, 5, 3, true],
-  [20, 4, 4, 1, true],
+// conv bias, at batch 3 and 1: conv blocks of 64 channels with the last one ragged, x_proj read as
+// vec4 (dInner % 4 == 0) or scalars, dt_proj rows and states as vec4 (R, n % 4 == 0) or scalars;
+// both states are compared after each step. w = 1 takes the unfused ops. The other tunings: more
+// blocks than scan threads per output, conv blocks as wide as their workgroup, scan workgroups
+// narrower than x_proj's outputs (each thread then adds several of them).
+for (const [d, n, r, w, convBias, b, tuning] of [
+  [72, 16, 8, 4, true, 3, {}],
+  [70, 16, 6, 4, false, 3, {}],
+  [130, 6, 5, 3, true, 3, {}],
+  [20, 4, 4, 1, true, 3, {}],
+  [72, 16, 8, 4, true, 1, {}],
+  [130, 6, 5, 3, true, 1, { convChannels: 16, convThreads: 64, scanChannels: 64 }],
+  [72, 16, 8, 2, false, 2, { convChannels: 32, convThreads: 32, scanChannels: 32 }],
+  [70, 16, 6, 4, true, 2, { convChannels: 8, convThreads: 128, scanChannels: 16 }],
 ] as const) {
-  test(`mambaStep d=${d} n=${n} R=${r} w=${w} convBias=${convBias} (two steps)`, { skip }, async (t) => {
+  const name = `mambaStep d=${d} n=${n} R=${r} w=${w} convBias=${convBias} b=${b} ${JSON.stringify(tuning)}`;
+  test(`${name} (two steps)`, { skip }, async (t) => {
     const rand = rngFor(t);
     const g = gpu as Backend;
-    const b = 3;
+    const defaults = { ...mambaStepTuning };
+    Object.assign(mambaStepTuning, tuning);
+    t.after(() => Object.assign(mambaStepTuning, defaults));
     const weights = {
       convWeight: both(rand, [d, w], () => uniform(rand, -0.5, 0.5)),
       convBias: both(rand, [d]),
@@ -373,7 +394,7 @@ for (const [l, n, pad] of [
 
 // addRmsNorm fused into the projection's matvec (m ≤ 8: one dispatch, vec4 rows when k % 4 == 0,
 // scalar otherwise; several blocks of rows at m = 8 with matvecMaxM 64) and the two-op fallback
-// (m = 9); with and without a residual and a bias.
+// (m = 9); with and without a residual and a bias; the matvec cases also with matvecAlt (above).
 for (const [m, k, n, maxM] of [
   [1, 96, 70, 8],
   [3, 33, 17, 8],
@@ -381,33 +402,40 @@ for (const [m, k, n, maxM] of [
   [19, 64, 33, 64],
   [9, 36, 20, 8],
 ] as const) {
-  test(`addRmsNormLinear m=${m} k=${k} n=${n} matvecMaxM=${maxM}`, { skip }, async (t) => {
-    const rand = rngFor(t);
-    const g = gpu as Backend;
-    linearTuning.matvecMaxM = maxM;
-    t.after(() => {
-      linearTuning.matvecMaxM = 8;
+  for (const alt of m <= maxM ? [false, true] : [false]) {
+    test(`addRmsNormLinear m=${m} k=${k} n=${n} matvecMaxM=${maxM}${alt ? ' matvec teams 16 x 8' : ''}`, {
+      skip,
+    }, async (t) => {
+      const rand = rngFor(t);
+      const g = gpu as Backend;
+      const matvecDefaults = { ...matvecTuning };
+      linearTuning.matvecMaxM = maxM;
+      if (alt) Object.assign(matvecTuning, matvecAlt);
+      t.after(() => {
+        linearTuning.matvecMaxM = 8;
+        Object.assign(matvecTuning, matvecDefaults);
+      });
+      const [x, normWeight] = [both(rand, [m, 1, k]), both(rand, [k])];
+      const [weight, bias] = [both(rand, [n, k]), both(rand, [n])];
+      for (const withResidual of [false, true]) {
+        const residual = both(rand, [m, 1, k]);
+        const on = (i: 0 | 1) =>
+          [
+            x[i],
+            withResidual ? residual[i] : null,
+            normWeight[i],
+            1e-5,
+            weight[i],
+            withResidual ? bias[i] : null,
+          ] as const;
+        const before = (gpu as WebGpuBackend).dispatchCount;
+        const got = g.addRmsNormLinear(...on(1));
+        const fused = (gpu as WebGpuBackend).dispatchCount - before === 1;
+        assert.equal(fused, m <= maxM, 'one dispatch iff m ≤ matvecMaxM');
+        const want = cpu.addRmsNormLinear(...on(0));
+        await same(t, `out (residual ${withResidual})`, want.out, got.out);
+        await same(t, `residual (residual ${withResidual})`, want.residual, got.residual);
+      }
     });
-    const [x, normWeight] = [both(rand, [m, 1, k]), both(rand, [k])];
-    const [weight, bias] = [both(rand, [n, k]), both(rand, [n])];
-    for (const withResidual of [false, true]) {
-      const residual = both(rand, [m, 1, k]);
-      const on = (i: 0 | 1) =>
-        [
-          x[i],
-          withResidual ? residual[i] : null,
-          normWeight[i],
-          1e-5,
-          weight[i],
-          withResidual ? bias[i] : null,
-        ] as const;
-      const before = (gpu as WebGpuBackend).dispatchCount;
-      const got = g.addRmsNormLinear(...on(1));
-      const fused = (gpu as WebGpuBackend).dispatchCount - before === 1;
-      assert.equal(fused, m <= maxM, 'one dispatch iff m ≤ matvecMaxM');
-      const want = cpu.addRmsNormLinear(...on(0));
-      await same(t, `out (residual ${withResidual})`, want.out, got.out);
-      await same(t, `residual (residual ${withResidual})`, want.residual, got.residual);
-    }
-  });
+  }
 }
