@@ -9,7 +9,8 @@
 // ty = t / (TN/4)). Each stage stages KB = KS·KT consecutive k of the x tile (TM × KB) and the w
 // tile (TN × KB) in workgroup memory, k-major as vec4 along rows (like linear.ts's tiles), and
 // k-group g multiplies its KT of them; the loads of the next stage are issued (into registers)
-// before this stage's multiply-adds. At the end the KS partial tiles meet in workgroup memory
+// before this stage's multiply-adds. Consecutive threads load consecutive rows (of x, or of w),
+// so that their transposing stores hit different banks. At the end the KS partial tiles meet in workgroup memory
 // (the same 16 KiB array) and are summed in k-group order, bias added, into out.
 // Global loads are vec4 along k (V = 4) when k, the view's offset and its row stride are
 // multiples of 4, scalar otherwise. x may be a column view: rows xStride apart from xOffset.
@@ -110,18 +111,20 @@ ${
 var<workgroup> buf: array<vec4<f32>, ${BUF}>;
 var<private> px: array<V, LX>; // the next stage's loads
 var<private> pw: array<V, LW>;
-${norm ? 'var<private> ssq: array<f32, LX>; // sums of squares of the rows this thread loads' : ''}
+${norm ? 'var<private> ssq: f32; // the sum of squares of what this thread loads (row li % TM)' : ''}
 
 fn comp(v: V, c: u32) -> f32 { ${vec === 4 ? 'return v[c];' : 'return v;'} }
 fn hsum(v: V) -> f32 { return ${vec === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }
 
 // Loads stage k0's share of this thread into px, pw (zero outside x and w). Load j is element
-// e = li + 256·j of the tile: row e / KBV, k = k0 + (e % KBV)·VEC.
+// e = li + 256·j of the tile, rows (columns of out for w) fastest: row e % TM, k = k0 + (e / TM)·VEC,
+// so that the transposing stores of a warp go to consecutive banks; since TM divides 256 every
+// load of a thread is from row li % TM.
 fn load(k0: u32, li: u32, row0: u32, col0: u32, firstCols: bool) {
   for (var j = 0u; j < LX; j++) {
     let e = li + 256u * j;
-    let r = row0 + e / KBV;
-    let kq = k0 + (e % KBV) * VEC;
+    let r = row0 + e % TM;
+    let kq = k0 + (e / TM) * VEC;
     var v = V(0.0);
     if (e < TM * KBV && r < params.m && kq < params.k) {
       let at = params.xOffset + r * params.xStride + kq / VEC;
@@ -129,7 +132,7 @@ ${
   norm
     ? `      v = x[at];
       if (params.hasResidual != 0u) { v += residual[at]; }
-      ssq[j] += hsum(v * v);
+      ssq += hsum(v * v);
       if (firstCols) { residualOut[at] = v; }
       v *= normWeight[kq / VEC];`
     : '      v = x[at];'
@@ -139,8 +142,8 @@ ${
   }
   for (var j = 0u; j < LW; j++) {
     let e = li + 256u * j;
-    let c = col0 + e / KBV;
-    let kq = k0 + (e % KBV) * VEC;
+    let c = col0 + e % TN;
+    let kq = k0 + (e / TN) * VEC;
     var v = V(0.0);
     if (e < TN * KBV && c < params.n && kq < params.k) { v = w[c * (params.k / VEC) + kq / VEC]; }
     pw[j] = v;
@@ -151,16 +154,16 @@ fn store(li: u32) {
   for (var j = 0u; j < LX; j++) {
     let e = li + 256u * j;
     if (e < TM * KBV) {
-      let r = e / KBV;
-      let q = (e % KBV) * VEC;
+      let r = e % TM;
+      let q = (e / TM) * VEC;
       for (var c = 0u; c < VEC; c++) { buf[(q + c) * TM4 + r / 4u][r % 4u] = comp(px[j], c); }
     }
   }
   for (var j = 0u; j < LW; j++) {
     let e = li + 256u * j;
     if (e < TN * KBV) {
-      let r = e / KBV;
-      let q = (e % KBV) * VEC;
+      let r = e % TN;
+      let q = (e / TN) * VEC;
       for (var c = 0u; c < VEC; c++) { buf[XW + (q + c) * TN4 + r / 4u][r % 4u] = comp(pw[j], c); }
     }
   }
@@ -175,7 +178,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let ty = (li % G) / TN4;
   var acc: array<vec4<f32>, 4>; // [i]: row 4·ty + i, columns 4·tx + 0..3
   for (var i = 0u; i < 4u; i++) { acc[i] = vec4<f32>(0.0); }
-${norm ? '  for (var j = 0u; j < LX; j++) { ssq[j] = 0.0; }\n' : ''}  load(0u, li, row0, col0, wg.x == 0u);
+${norm ? '  ssq = 0.0;\n' : ''}  load(0u, li, row0, col0, wg.x == 0u);
   for (var k0 = 0u; k0 < params.k; k0 += KB) {
     workgroupBarrier(); // the previous stage has been read
     store(li);
@@ -193,14 +196,11 @@ ${norm ? '  for (var j = 0u; j < LX; j++) { ssq[j] = 0.0; }\n' : ''}  load(0u, l
   workgroupBarrier();
 ${
   norm
-    ? `  // Row scales: the KBV loads of each row were summed by KBV threads (element e = row·KBV + lane).
-  for (var j = 0u; j < LX; j++) {
-    let e = li + 256u * j;
-    if (e < TM * KBV) { buf[e / 4u][e % 4u] = ssq[j]; }
-  }
+    ? `  // Row scales: row r's squares were summed by threads r, r + TM, r + 2·TM, …
+  buf[li / 4u][li % 4u] = ssq;
   workgroupBarrier();
   var s = 0.0;
-  if (li < TM) { for (var q = li * KBV; q < li * KBV + KBV; q++) { s += buf[q / 4u][q % 4u]; } }
+  if (li < TM) { for (var q = li; q < 256u; q += TM) { s += buf[q / 4u][q % 4u]; } }
   workgroupBarrier();
   if (li < TM) { buf[li / 4u][li % 4u] = inverseSqrt(s / f32(params.k) + params.eps); }
   workgroupBarrier();
