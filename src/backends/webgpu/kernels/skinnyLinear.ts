@@ -184,7 +184,8 @@ ${norm ? '  ssq = 0.0;\n' : ''}  load(0u, li, row0, col0, wg.x == 0u);
     store(li);
     workgroupBarrier();
     if (k0 + KB < params.k) { load(k0 + KB, li, row0, col0, wg.x == 0u); }
-    for (var kk = g * KT; kk < g * KT + KT; kk++) {
+    for (var i = 0u; i < KT; i++) {
+      let kk = g * KT + i;
       let xv = buf[kk * TM4 + ty];
       let wv = buf[XW + kk * TN4 + tx];
       acc[0] += xv.x * wv;
