@@ -14,8 +14,8 @@
 // writes out.
 // Bindings: 0 x (m, k) · 1 w (n, k) · 2 bias (n) · 3 out (m, n) or scratch (S, m, n) ·
 // 4 params {m, n, k, hasBias, kChunk}. Grid: (⌈n/T⌉, ⌈m/T⌉, S).
-// splitKSum: 0 scratch · 1 bias · 2 out · 3 params {total, n, slices, hasBias, stride}. Reference: linear in src/backends/cpu/matmul.ts (f32, the summation
-// order differs).
+// splitKSum: 0 scratch · 1 bias · 2 out · 3 params {total, n, slices, hasBias, stride}.
+// Reference: linear in src/backends/cpu/matmul.ts (f32, the summation order differs).
 
 import { fail } from '../../../core/errors.ts';
 import { numel, showShape } from '../../../core/tensor.ts';

@@ -10,8 +10,8 @@
 // tile (TN × KB) in workgroup memory, k-major as vec4 along rows (like linear.ts's tiles), and
 // k-group g multiplies its KT of them; the loads of the next stage are issued (into registers)
 // before this stage's multiply-adds. Consecutive threads load consecutive rows (of x, or of w),
-// so that their transposing stores hit different banks. At the end the KS partial tiles meet in workgroup memory
-// (the same 16 KiB array) and are summed in k-group order, bias added, into out.
+// so that their transposing stores hit different banks. At the end the KS partial tiles meet in
+// workgroup memory (the same 16 KiB array) and are summed in k-group order, bias added, into out.
 // Global loads are vec4 along k (V = 4) when k, the view's offset and its row stride are
 // multiples of 4, scalar otherwise. x may be a column view: rows xStride apart from xOffset.
 // With the norm prologue (Backend.addRmsNormLinear; x dense), x is replaced by
