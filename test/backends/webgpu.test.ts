@@ -11,6 +11,7 @@ import { convTuning } from '../../src/backends/webgpu/kernels/conv1d.ts';
 import { linearTuning } from '../../src/backends/webgpu/kernels/linear.ts';
 import { mambaStepTuning } from '../../src/backends/webgpu/kernels/mambaStep.ts';
 import { matvecTuning } from '../../src/backends/webgpu/kernels/matvec.ts';
+import { skinnyTiles } from '../../src/backends/webgpu/kernels/skinnyLinear.ts';
 import { ssdTuning } from '../../src/backends/webgpu/kernels/ssd.ts';
 import type { WebGpuBackend } from '../../src/backends/webgpu/webgpuBackend.ts';
 import { numel, type Shape, type Tensor } from '../../src/core/tensor.ts';
@@ -87,6 +88,52 @@ for (const [m, n, k, bias, tile128] of [
       );
     });
   }
+}
+
+// matvecMaxM < m ≤ skinnyMaxM takes skinnyLinear (k split inside the workgroup, one dispatch),
+// with skinnyMaxM raised to 128 for m = 70 and 100 (several row tiles). `groups` steers the tile
+// (printed): 16 × 64, 16 × 16, 32 × 64, 32 × 8, 16 × 32, 32 × 16, 64 × 64, 32 × 32 and 64 × 32
+// below, from one k-group to 16; m, n and k ragged (k % 4 ≠ 0: scalar loads; k = 7 shorter than
+// one stage; k = 1001: many stages); x dense and as column views (vec4 loads when the offset and
+// row stride allow them).
+for (const [m, n, k, bias, groups] of [
+  [9, 5, 7, true, 256],
+  [12, 70, 33, false, 4096],
+  [17, 33, 100, false, 1],
+  [33, 130, 260, true, 64],
+  [40, 200, 1001, true, 16],
+  [64, 130, 68, true, 16],
+  [64, 300, 68, true, 1],
+  [64, 300, 36, false, 16],
+  [48, 768, 20, true, 16],
+  [64, 64, 16, false, 256],
+  [100, 33, 100, true, 256],
+  [70, 9, 7, false, 64],
+] as const) {
+  test(`linear (skinny) m=${m} n=${n} k=${k} bias=${bias} groups=${groups}`, { skip }, async (t) => {
+    const rand = rngFor(t);
+    Object.assign(linearTuning, { skinnyMaxM: 128, skinnyGroups: groups });
+    t.after(() => {
+      Object.assign(linearTuning, { skinnyMaxM: 64, skinnyGroups: 256 });
+    });
+    const { tm, tn, kt } = skinnyTiles(m, n, groups);
+    t.diagnostic(`tile ${tm} x ${tn}, ${4096 / (tm * tn)} k-groups of kt ${kt}`);
+    const [wc, wg] = both(rand, [n, k]);
+    const [bc, bg] = both(rand, [n]);
+    const g = gpu as Backend;
+    for (const [before, after] of [
+      [0, 0],
+      [3, 2],
+      [4, 4],
+    ]) {
+      const [xc, xg] = both(rand, [m, before + k + after]);
+      const [x0, x1] = [cpu.split(xc, [before, k, after])[1], g.split(xg, [before, k, after])[1]];
+      const was = (gpu as WebGpuBackend).dispatchCount;
+      const got = g.linear(x1, wg, bias ? bg : null);
+      assert.equal((gpu as WebGpuBackend).dispatchCount - was, 1, 'one dispatch');
+      await same(t, `out (x view ${before}, ${after})`, cpu.linear(x0, wc, bias ? bc : null), got);
+    }
+  });
 }
 
 test('embedding and split', { skip }, async (t) => {
@@ -392,27 +439,34 @@ for (const [l, n, pad] of [
   });
 }
 
-// addRmsNorm fused into the projection's matvec (m ≤ 8: one dispatch, vec4 rows when k % 4 == 0,
-// scalar otherwise; several blocks of rows at m = 8 with matvecMaxM 64) and the two-op fallback
-// (m = 9); with and without a residual and a bias; the matvec cases also with matvecAlt (above).
-for (const [m, k, n, maxM] of [
-  [1, 96, 70, 8],
-  [3, 33, 17, 8],
-  [8, 100, 40, 8],
-  [19, 64, 33, 64],
-  [9, 36, 20, 8],
+// addRmsNorm fused into the projection: matvec for m ≤ matvecMaxM (vec4 rows when k % 4 == 0,
+// scalar otherwise; several blocks of rows at m = 8 with matvecMaxM 64), skinnyLinear for
+// m ≤ skinnyMaxM (tiles 16 × 16, 64 × 64 with one k-group, 32 × 16, three row tiles of 32 × 8 at
+// m = 70 with skinnyMaxM 128; vec4 and scalar loads), both one dispatch, and the two-op fallback
+// above both (m = 9 with skinnyMaxM 0); with and without a residual and a bias; the matvec cases
+// also with matvecAlt (above).
+for (const [m, k, n, maxM, skinnyMaxM, groups] of [
+  [1, 96, 70, 8, 0, 256],
+  [3, 33, 17, 8, 0, 256],
+  [8, 100, 40, 8, 0, 256],
+  [19, 64, 33, 64, 0, 256],
+  [9, 36, 20, 8, 0, 256],
+  [9, 36, 20, 8, 64, 256],
+  [24, 33, 70, 8, 64, 256],
+  [64, 100, 130, 8, 64, 1],
+  [64, 100, 130, 8, 64, 16],
+  [70, 64, 9, 8, 128, 256],
 ] as const) {
   for (const alt of m <= maxM ? [false, true] : [false]) {
-    test(`addRmsNormLinear m=${m} k=${k} n=${n} matvecMaxM=${maxM}${alt ? ' matvec teams 16 x 8' : ''}`, {
-      skip,
-    }, async (t) => {
+    const name = `addRmsNormLinear m=${m} k=${k} n=${n} matvecMaxM=${maxM} skinnyMaxM=${skinnyMaxM} groups=${groups}${alt ? ' matvec teams 16 x 8' : ''}`;
+    test(name, { skip }, async (t) => {
       const rand = rngFor(t);
       const g = gpu as Backend;
       const matvecDefaults = { ...matvecTuning };
-      linearTuning.matvecMaxM = maxM;
+      Object.assign(linearTuning, { matvecMaxM: maxM, skinnyMaxM, skinnyGroups: groups });
       if (alt) Object.assign(matvecTuning, matvecAlt);
       t.after(() => {
-        linearTuning.matvecMaxM = 8;
+        Object.assign(linearTuning, { matvecMaxM: 8, skinnyMaxM: 64, skinnyGroups: 256 });
         Object.assign(matvecTuning, matvecDefaults);
       });
       const [x, normWeight] = [both(rand, [m, 1, k]), both(rand, [k])];
@@ -431,7 +485,7 @@ for (const [m, k, n, maxM] of [
         const before = (gpu as WebGpuBackend).dispatchCount;
         const got = g.addRmsNormLinear(...on(1));
         const fused = (gpu as WebGpuBackend).dispatchCount - before === 1;
-        assert.equal(fused, m <= maxM, 'one dispatch iff m ≤ matvecMaxM');
+        assert.equal(fused, m <= Math.max(maxM, skinnyMaxM), 'one dispatch iff m ≤ matvecMaxM or skinnyMaxM');
         const want = cpu.addRmsNormLinear(...on(0));
         await same(t, `out (residual ${withResidual})`, want.out, got.out);
         await same(t, `residual (residual ${withResidual})`, want.residual, got.residual);

@@ -1,19 +1,21 @@
 // WGSL kernel: out (m, n) = x (m, k) · wᵀ + bias, w (n, k) as torch.nn.Linear stores it.
 // For m ≤ linearTuning.matvecMaxM (decoding at small batches) the matvec kernel (matvec.ts) runs
-// instead (it reads column views of x in place; this one takes a dense copy).
+// instead, and for m ≤ linearTuning.skinnyMaxM (batched decoding) skinnyLinear.ts (k split inside
+// the workgroup, one dispatch); both read column views of x in place (this one takes a dense copy).
 // Tiled: a 16×16 workgroup computes a T×T output tile (T = 128, or 64 when 128-tiles would not
 // fill the GPU), each thread an (T/16)×(T/16) block in registers: rows 4·ty + 64·a + {0..3},
 // columns 4·tx + 64·b + {0..3}. Per step over k, T×16 tiles of x and w are staged in workgroup
 // memory k-major as vec4 along the rows (xs[kk][row/4], ws[kk][col/4]), so the inner loop does
 // T/64 + T/64 vec4 reads for (T/16)² multiply-adds. Global loads are vec4 along k when k % 4 == 0
 // (V = 4), scalar otherwise (V = 1).
-// Split-k (few tiles, long k: batched decoding, e.g. m = 64): grid z = S slices of kChunk along
-// k; slice s writes its partial sums to scratch (S, m, n) and `splitKSum` adds the S partials
-// (in slice order) and the bias into out. Without split-k S = 1 and the tile kernel writes out.
+// Split-k (few tiles, long k: e.g. training's x_proj, m = 2048, n = 80): grid z = S slices of
+// kChunk along k; slice s writes its partial sums to scratch (S, m, n) and `splitKSum` adds the S
+// partials (in slice order) and the bias into out. Without split-k S = 1 and the tile kernel
+// writes out.
 // Bindings: 0 x (m, k) · 1 w (n, k) · 2 bias (n) · 3 out (m, n) or scratch (S, m, n) ·
 // 4 params {m, n, k, hasBias, kChunk}. Grid: (⌈n/T⌉, ⌈m/T⌉, S).
-// splitKSum: 0 scratch · 1 bias · 2 out · 3 params {total, n, slices, hasBias, stride}. Reference: linear in src/backends/cpu/matmul.ts (f32, the summation
-// order differs).
+// splitKSum: 0 scratch · 1 bias · 2 out · 3 params {total, n, slices, hasBias, stride}.
+// Reference: linear in src/backends/cpu/matmul.ts (f32, the summation order differs).
 
 import { fail } from '../../../core/errors.ts';
 import { numel, showShape } from '../../../core/tensor.ts';
@@ -22,14 +24,25 @@ import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
 import { matvec } from './matvec.ts';
+import { skinnyLinear } from './skinnyLinear.ts';
 
 const KT = 16;
-/** 128-tiles when the grid of them has at least this many workgroups (tests may change it). */
 /**
+ * minTiles128: 128-tiles when the grid of them has at least this many workgroups (tests may change
+ * it). splitKTarget, minKChunk: the tiled kernel's split-k (see linear()).
  * matvecMaxM: the largest m that takes matvec.ts. 8: at m = 64 on the H100 the matvec (rows in
  * blocks of 8) took 374 µs for in_proj (3072 × 768) against 61 µs for the split-k tiled kernel.
+ * skinnyMaxM: the largest m that takes skinnyLinear.ts (above matvecMaxM); skinnyGroups: the
+ * workgroups its tile choice aims for (skinnyTiles). 64 and 256 are guesses, to be swept on the H100.
  */
-export const linearTuning = { minTiles128: 256, splitKTarget: 256, minKChunk: 64, matvecMaxM: 8 };
+export const linearTuning = {
+  minTiles128: 256,
+  splitKTarget: 256,
+  minKChunk: 64,
+  matvecMaxM: 8,
+  skinnyMaxM: 64,
+  skinnyGroups: 256,
+};
 const sources = new Map<string, string>();
 
 function wgsl(tile: 64 | 128, vec: 1 | 4): string {
@@ -155,6 +168,10 @@ export function linear(
     matvec(be, x, weight, bias, out, m);
     return out;
   }
+  if (m <= linearTuning.skinnyMaxM) {
+    skinnyLinear(be, x, weight, bias, out, m, linearTuning.skinnyGroups);
+    return out;
+  }
   x = be.dense(x);
   const tile = Math.ceil(m / 128) * Math.ceil(n / 128) >= linearTuning.minTiles128 ? 128 : 64;
   const vec = k % 4 === 0 ? 4 : 1;
@@ -183,7 +200,8 @@ export function linear(
 
 /**
  * Backend.addRmsNormLinear: for m ≤ matvecMaxM one matvec dispatch with the norm prologue (which
- * writes x + residual, or x, to a new residual tensor), otherwise addRmsNorm and then linear.
+ * writes x + residual, or x, to a new residual tensor), for m ≤ skinnyMaxM one skinnyLinear
+ * dispatch with it, otherwise addRmsNorm and then linear.
  */
 export function addRmsNormLinear(
   be: WebGpuBackend,
@@ -198,7 +216,7 @@ export function addRmsNormLinear(
   const m = numel(x.shape) / k;
   const [n, kw] = weight.shape;
   if (kw !== k) fail(`linear: input ${showShape(x.shape)} does not match weight ${showShape(weight.shape)}`);
-  if (m > linearTuning.matvecMaxM) {
+  if (m > Math.max(linearTuning.matvecMaxM, linearTuning.skinnyMaxM)) {
     return addRmsNormLinearOps(be, x, residual, normWeight, eps, weight, bias) as {
       residual: GpuTensor;
       out: GpuTensor;
@@ -208,6 +226,8 @@ export function addRmsNormLinear(
   const res = residual && be.dense(residual);
   const out = be.alloc([...x.shape.slice(0, -1), n]);
   const residualOut = be.alloc(x.shape);
-  matvec(be, xd, weight, bias, out, m, { residual: res, weight: normWeight, eps, residualOut });
+  const norm = { residual: res, weight: normWeight, eps, residualOut };
+  if (m <= linearTuning.matvecMaxM) matvec(be, xd, weight, bias, out, m, norm);
+  else skinnyLinear(be, xd, weight, bias, out, m, linearTuning.skinnyGroups, norm);
   return { residual: residualOut, out };
 }
