@@ -1,7 +1,7 @@
 // Decoding steps go through the fused ops (Backend.addRmsNormLinear before each in_proj and the LM
 // head; Mamba's Backend.mambaStep): CausalLM.step gives the logits of forward() on one token per
-// sequence with the same state, step after step, for both families at batch 1 and 3, on every
-// backend.
+// sequence with the same state, step after step, for both families at batch 1, 3 and 20 (on
+// WebGPU: the matvec path, and skinnyLinear past linearTuning.matvecMaxM), on every backend.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,7 +13,7 @@ import { relDiff, rngFor } from '../helpers/random.ts';
 
 for (const { name, backend } of await testBackends()) {
   for (const family of ['mamba', 'mamba2']) {
-    for (const batch of [1, 3]) {
+    for (const batch of [1, 3, 20]) {
       test(`step = forward on one token (${family} tiny, batch ${batch}, ${name})`, {
         skip: typeof backend === 'string' ? backend : false,
       }, async (t) => {
