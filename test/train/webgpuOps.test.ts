@@ -99,9 +99,10 @@ for (const [rows, v] of [
   });
 }
 
-// dx: t ≤ 8 reaches linear.ts's matvec, 8 < t ≤ 64 its skinnyLinear, t = 300 with few output tiles its split-k. dW
-// (linearGrad.ts): 128-tiles when n and k are ≥ 128, vec4 loads unless a view is misaligned (the
-// views here start 3 values into their rows), split over t where `split` lowers its minimum chunk.
+// dx: t ≤ 8 reaches linear.ts's matvec, 8 < t ≤ 64 its skinnyLinear, t = 300 with few output
+// tiles its split-k. dW (linearGrad.ts): 128-tiles when n and k are ≥ 128, vec4 loads unless a
+// view is misaligned (the views here start 3 values into their rows), split over t where `split`
+// lowers its minimum chunk.
 for (const [rows, n, k, bias, view, needDx, split] of [
   [3, 5, 7, true, true, true, false],
   [40, 6, 9, false, false, true, true],
