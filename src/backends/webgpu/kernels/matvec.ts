@@ -162,6 +162,26 @@ export interface NormPrologue {
   residualOut: GpuTensor; // (m, k)
 }
 
+/**
+ * What a projection kernel (this one, skinnyLinear.ts) binds: x as its base buffer with offset and
+ * row stride in V units (vec = 4 when k and the view allow vec4 loads), w, bias (w stands in),
+ * out, then the norm prologue's residual, weight and residualOut.
+ */
+export function projectionBindings(
+  x: GpuTensor,
+  weight: GpuTensor,
+  bias: GpuTensor | null,
+  out: GpuTensor,
+  norm: NormPrologue | null,
+): { vec: 1 | 4; buffers: GpuTensor[]; xOffset: number; xStride: number } {
+  const k = weight.shape[1];
+  const { base, offset, stride } = viewOf(x);
+  const vec = k % 4 === 0 && offset % 4 === 0 && stride % 4 === 0 ? 4 : 1;
+  const buffers = [base, weight, bias ?? weight, out];
+  if (norm) buffers.push(norm.residual ?? norm.weight, norm.weight, norm.residualOut);
+  return { vec, buffers, xOffset: offset / vec, xStride: stride / vec };
+}
+
 export function matvec(
   be: WebGpuBackend,
   x: GpuTensor,
@@ -172,26 +192,14 @@ export function matvec(
   norm: NormPrologue | null = null,
 ): void {
   const [n, k] = weight.shape;
-  const { base, offset, stride } = viewOf(x);
-  const vec = k % 4 === 0 && offset % 4 === 0 && stride % 4 === 0 ? 4 : 1;
+  const { vec, buffers, xOffset, xStride } = projectionBindings(x, weight, bias, out, norm);
   const maxM = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : MAX_M;
   const groups = Math.ceil(n / matvecTuning.teams);
   const groupsX = Math.min(groups, be.limits.maxComputeWorkgroupsPerDimension);
-  const buffers = [base, weight, bias ?? weight, out];
-  if (norm) buffers.push(norm.residual ?? norm.weight, norm.weight, norm.residualOut);
   be.dispatch(
     { name: `matvec${vec}x${maxM}${norm ? 'Norm' : ''}`, wgsl: wgsl(vec, maxM, norm !== null, k) },
     buffers,
-    [
-      m,
-      n,
-      bias ? 1 : 0,
-      groupsX,
-      offset / vec,
-      stride / vec,
-      norm?.residual ? 1 : 0,
-      { f32: norm?.eps ?? 0 },
-    ],
+    [m, n, bias ? 1 : 0, groupsX, xOffset, xStride, norm?.residual ? 1 : 0, { f32: norm?.eps ?? 0 }],
     [groupsX, Math.ceil(groups / groupsX)],
   );
 }

@@ -27,9 +27,9 @@
 // Reference: linear in src/backends/cpu/matmul.ts (f32, the summation order differs); with the
 // prologue, addRmsNormLinearOps in src/backends/composedOps.ts.
 
-import { type GpuTensor, viewOf } from '../gpuTensor.ts';
+import type { GpuTensor } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
-import type { NormPrologue } from './matvec.ts';
+import { type NormPrologue, projectionBindings } from './matvec.ts';
 
 /** Workgroup memory in vec4s (16 KiB, WebGPU's guaranteed minimum): the staged tiles, then the partials. */
 const BUF = 1024;
@@ -242,18 +242,15 @@ export function skinnyLinear(
   norm: NormPrologue | null = null,
 ): void {
   const [n, k] = weight.shape;
-  const { base, offset, stride } = viewOf(x);
-  const vec = k % 4 === 0 && offset % 4 === 0 && stride % 4 === 0 ? 4 : 1;
+  const { vec, buffers, xOffset, xStride } = projectionBindings(x, weight, bias, out, norm);
   const tiles = skinnyTiles(m, n, groups);
-  const buffers = [base, weight, bias ?? weight, out];
-  if (norm) buffers.push(norm.residual ?? norm.weight, norm.weight, norm.residualOut);
   be.dispatch(
     {
       name: `skinnyLinear${tiles.tm}x${tiles.tn}x${vec}${norm ? 'Norm' : ''}`,
       wgsl: wgsl(tiles, vec, norm !== null),
     },
     buffers,
-    [m, n, k, bias ? 1 : 0, offset / vec, stride / vec, norm?.residual ? 1 : 0, { f32: norm?.eps ?? 0 }],
+    [m, n, k, bias ? 1 : 0, xOffset, xStride, norm?.residual ? 1 : 0, { f32: norm?.eps ?? 0 }],
     [Math.ceil(n / tiles.tn), Math.ceil(m / tiles.tm)],
   );
 }
