@@ -53,6 +53,11 @@ export interface Backend {
    * (a no-op where a garbage collector frees memory, as on the CPU).
    */
   tidy<T>(fn: () => T): T;
+  /**
+   * Gives back a tensor made outside any tidy (a step's logits once read) now; a no-op where a
+   * garbage collector frees memory.
+   */
+  release(tensor: Tensor): void;
   /** A tensor with the same data and a new shape of the same size. */
   reshape(tensor: Tensor, shape: Shape): Tensor;
 

@@ -12,7 +12,7 @@
 import { fail } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { CausalLM } from '../models/causalLM.ts';
-import { downloadState, type HostState, selectRows, uploadState } from '../models/state.ts';
+import { downloadState, type HostState, releaseState, selectRows, uploadState } from '../models/state.ts';
 import { Sampler, type SamplingOptions } from './sampling.ts';
 import type { Snapshot } from './snapshot.ts';
 import { StreamDecoder } from './streamDecoder.ts';
@@ -188,12 +188,15 @@ export async function* generate(
     let last: Tensor | null = null; // (1, 1, vocab)
     for (let at = 0; at < seq.pending.length; at += prefillChunk) {
       const chunk = Int32Array.from(seq.pending.slice(at, at + prefillChunk)); // (1 · chunk)
-      last = model.forward(chunk, 1, { state, lastOnly: true }).logits;
+      if (last) be.release(last);
+      last = be.tidy(() => model.forward(chunk, 1, { state, lastOnly: true }).logits); // (1, 1, vocab)
     }
     promptTokens += seq.pending.length;
     seq.pending = [];
     logits.push((await be.read(last!)) as Float32Array);
+    be.release(last!);
     states.push(await downloadState(be, state));
+    releaseState(be, state);
   }
   const prefillSeconds = (performance.now() - prefillStart) / 1000;
 
@@ -219,47 +222,56 @@ export async function* generate(
     (s) => s.sampler.options.greedy && s.sampler.options.repetitionPenalty === 1,
   );
   let ids: Int32Array | null = null; // (b) the argmax of each live row, when onBackend
-  while (live.length > 0) {
-    for (let row = 0; row < live.length; row++) {
-      const seq = live[row];
-      const id = ids ? ids[row] : seq.sampler.next(logits[row], seq.ids);
-      seq.ids.push(id);
-      seq.pending = [id];
-      seq.newTokens++;
-      newTokens++;
-      if (eos.has(id)) seq.reason = 'eos';
-      else if (seq.newTokens >= maxNewTokens) seq.reason = 'length';
-      yield { sequence: seq.index, id, text: seq.decoder ? emitText(seq, id, eos.has(id), stops) : '' };
+  try {
+    while (live.length > 0) {
+      for (let row = 0; row < live.length; row++) {
+        const seq = live[row];
+        const id = ids ? ids[row] : seq.sampler.next(logits[row], seq.ids);
+        seq.ids.push(id);
+        seq.pending = [id];
+        seq.newTokens++;
+        newTokens++;
+        if (eos.has(id)) seq.reason = 'eos';
+        else if (seq.newTokens >= maxNewTokens) seq.reason = 'length';
+        yield { sequence: seq.index, id, text: seq.decoder ? emitText(seq, id, eos.has(id), stops) : '' };
+      }
+      if (live.some((s) => s.reason !== null)) {
+        // Keep each finished sequence's state; go on with the others only.
+        const host = await downloadState(be, batchState);
+        releaseState(be, batchState);
+        const rows = live.map((seq, row) => ({ seq, row }));
+        for (const { seq, row } of rows) if (seq.reason !== null) seq.final = selectRows([host], [[0, row]]);
+        const keep = rows.filter(({ seq }) => seq.reason === null);
+        live = keep.map(({ seq }) => seq);
+        logits = ids ? [] : keep.map(({ row }) => logits[row]);
+        if (ids) ids = Int32Array.from(keep, ({ row }) => ids![row]);
+        if (live.length === 0) break;
+        batchState = uploadState(
+          be,
+          model.config,
+          selectRows(
+            [host],
+            keep.map(({ row }) => [0, row]),
+          ),
+        );
+      }
+      const tokens = Int32Array.from(live, (s) => s.pending[0]); // (b)
+      for (const seq of live) seq.pending = [];
+      if (onBackend) {
+        // The tidy releases the step's logits on backends that pool; only the ids leave it.
+        const stepIds = be.tidy(() => be.argmax(model.step(tokens, batchState))); // (b)
+        ids = (await be.read(stepIds)) as Int32Array; // (b)
+        be.release(stepIds);
+        continue;
+      }
+      const stepLogits = model.step(tokens, batchState); // (b, 1, vocab)
+      const out = (await be.read(stepLogits)) as Float32Array; // (b, 1, vocab)
+      be.release(stepLogits);
+      const vocab = model.config.vocabSize;
+      logits = live.map((_, row) => out.subarray(row * vocab, (row + 1) * vocab));
     }
-    if (live.some((s) => s.reason !== null)) {
-      // Keep each finished sequence's state; go on with the others only.
-      const host = await downloadState(be, batchState);
-      const rows = live.map((seq, row) => ({ seq, row }));
-      for (const { seq, row } of rows) if (seq.reason !== null) seq.final = selectRows([host], [[0, row]]);
-      const keep = rows.filter(({ seq }) => seq.reason === null);
-      live = keep.map(({ seq }) => seq);
-      logits = ids ? [] : keep.map(({ row }) => logits[row]);
-      if (ids) ids = Int32Array.from(keep, ({ row }) => ids![row]);
-      if (live.length === 0) break;
-      batchState = uploadState(
-        be,
-        model.config,
-        selectRows(
-          [host],
-          keep.map(({ row }) => [0, row]),
-        ),
-      );
-    }
-    const tokens = Int32Array.from(live, (s) => s.pending[0]); // (b)
-    for (const seq of live) seq.pending = [];
-    if (onBackend) {
-      // The tidy releases the step's logits on backends that pool; only the ids leave it.
-      ids = (await be.read(be.tidy(() => be.argmax(model.step(tokens, batchState))))) as Int32Array; // (b)
-      continue;
-    }
-    const out = (await be.read(model.step(tokens, batchState))) as Float32Array; // (b, 1, vocab)
-    const vocab = model.config.vocabSize;
-    logits = live.map((_, row) => out.subarray(row * vocab, (row + 1) * vocab));
+  } finally {
+    releaseState(be, batchState); // also when the caller stops early
   }
   const decodeSeconds = (performance.now() - decodeStart) / 1000;
 

@@ -64,6 +64,14 @@ export function uploadState(backend: Backend, c: ModelConfig, host: HostState): 
   return { batch: host.batch, layers };
 }
 
+/** Gives a state's tensors back to the backend now (Backend.release); the state is not used after. */
+export function releaseState(backend: Backend, state: ModelState): void {
+  for (const layer of state.layers) {
+    backend.release(layer.conv);
+    backend.release(layer.ssm);
+  }
+}
+
 /** Rows `rows` of each state, in that order, as one batch (rows may repeat: forks). */
 export function selectRows(
   states: readonly HostState[],

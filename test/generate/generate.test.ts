@@ -398,6 +398,24 @@ test('greedy on WebGPU (argmax on the GPU, ids back): mamba-tiny-0 reproduces gr
   assert.deepEqual(batch.result.ids, (await run(tiny, null, idPrompts, options)).result.ids);
 });
 
+test("generating on WebGPU gives back its states and each step's logits: memory stays flat", async (t) => {
+  const gpu = await webgpuBackend();
+  if (typeof gpu === 'string') return t.skip(gpu);
+  const onGpu = loadModel(tinyDir, gpu);
+  // Sampled (logits read every step), greedy (ids only), sequences finishing at different steps.
+  const runs = async (maxNewTokens: number) => {
+    await run(onGpu, null, idPrompts, { temperature: 1, seed: 3, eosTokenIds: [], maxNewTokens });
+    await run(onGpu, null, idPrompts, { greedy: true, maxNewTokens });
+    await run(onGpu, null, idPrompts, { temperature: 1, seed: 5, eosTokenIds: [1, 2, 3], maxNewTokens });
+  };
+  await runs(40); // the pool grows to the shapes these runs use
+  const warm = gpu.allocatedBytes();
+  await runs(40);
+  await runs(60);
+  t.diagnostic(`allocated after one round ${warm} bytes, after two more ${gpu.allocatedBytes()}`);
+  assert.equal(gpu.allocatedBytes(), warm);
+});
+
 describe('gen-mamba2-2k: stop strings', { concurrency: true }, () => {
   const [prompt] = textPrompts;
   const options = { greedy: true, maxNewTokens: 30 };

@@ -46,6 +46,8 @@ export class CpuBackend implements Backend {
     return fn();
   }
 
+  release(): void {}
+
   reshape(tensor: Tensor, shape: Shape): Tensor {
     if (numel(shape) !== numel(tensor.shape)) {
       fail(`cpu backend: cannot reshape ${showShape(tensor.shape)} to ${showShape(shape)}`);

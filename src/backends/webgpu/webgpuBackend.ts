@@ -87,6 +87,8 @@ export class WebGpuBackend implements Backend {
   private lastPipeline: GPUComputePipeline | null = null;
   private arenaUsed = 0;
   private readonly scopes: GpuTensor[][] = [];
+  /** Owned buffers already destroyed by release (a view may be released after its base). */
+  private readonly destroyed = new WeakSet<GPUBuffer>();
   /** Set by a profiler (src/bench/gpuProfile.ts); null in normal use. */
   passTimer: PassTimer | null = null;
 
@@ -394,12 +396,22 @@ export class WebGpuBackend implements Backend {
     if (x > 0 && y > 0 && z > 0) this.pass.dispatchWorkgroups(x, y, z);
   }
 
-  /** Gives a tensor's buffer back to the pool now (outside any tidy scope, e.g. a step's logits). */
+  /**
+   * Gives a tensor's buffer back now: a pooled one to the pool (outside any tidy scope, e.g. a
+   * step's logits), an owned one (a recurrent state, weights) destroyed after the work recorded
+   * so far is submitted. Views share their base's buffer: releasing one releases it.
+   */
   release(tensor: Tensor): void {
     const t = tensor as GpuTensor;
-    if (t.pooled && !t.released) {
-      t.released = true;
+    if (t.released) return;
+    t.released = true;
+    if (t.pooled) {
       this.pool.release(t.buffer);
+    } else if (!this.destroyed.has(t.buffer)) {
+      this.flush(); // commands recorded but not submitted may still use it
+      this.destroyed.add(t.buffer);
+      this.ownedBytes -= t.buffer.size;
+      t.buffer.destroy();
     }
   }
 
