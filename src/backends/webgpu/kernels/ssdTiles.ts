@@ -29,13 +29,23 @@ var<workgroup> As: array<vec4<f32>, ${KT * 16 * rm}>;
 var<workgroup> Bs: array<vec4<f32>, ${KT * 16 * rn}>;`;
 }
 
-/** The inner product of the staged slabs into acc (RM·RN·4 vec4, row-major over a, i, b). */
-export const mma = /* wgsl */ `
+/**
+ * The inner product of the staged slabs into acc (RM·RN·4 vec4, row-major over a, i, b). `skip`:
+ * a WGSL condition on (a, kk) under which the thread's row block a takes only zeros from slab row
+ * kk (the upper triangle of a causal product), so that it skips those multiply-adds.
+ */
+export function mmaSkipping(skip: string | null): string {
+  return /* wgsl */ `
     workgroupBarrier();
     for (var kk = 0u; kk < KT; kk++) {
       var bv: array<vec4<f32>, RN>;
       for (var bb = 0u; bb < RN; bb++) { bv[bb] = Bs[kk * TN4 + tx + 16u * bb]; }
-      for (var a = 0u; a < RM; a++) {
+      for (var a = 0u; a < RM; a++) {${
+        skip === null
+          ? ''
+          : `
+        if (${skip}) { continue; }`
+      }
         let av = As[kk * TM4 + ty + 16u * a];
         for (var bb = 0u; bb < RN; bb++) {
           let o = (a * 4u) * RN + bb;
@@ -47,6 +57,9 @@ export const mma = /* wgsl */ `
       }
     }
     workgroupBarrier();`;
+}
+
+export const mma = mmaSkipping(null);
 
 /** The row and column of a thread's accumulator; the gap cs_t − cs_s. */
 export const accessors = /* wgsl */ `
