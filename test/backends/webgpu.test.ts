@@ -345,13 +345,16 @@ for (const [d, n, r, w, convBias] of [
 
 // The recurrence reads x, dt, B and C as column views in place (Backend.split's parts, as Mamba-2
 // passes them): row strides and offsets that are multiples of 4 (B, C read as vec4), and ones that
-// are not (n = 8 with an odd offset: B and C are copied first; n = 6: scalar reads).
+// are not (n = 8 with an odd offset: B and C are copied first; n = 6: scalar reads). So does the
+// chunked form (l > 32: several chunks of 8, the last partial), with any offset.
 for (const [l, n, pad] of [
   [1, 8, 0],
   [5, 8, 1],
   [3, 6, 1],
+  [45, 8, 1],
+  [40, 6, 0],
 ] as const) {
-  test(`ssd recurrence on views l=${l} n=${n} pad=${pad}`, { skip }, async (t) => {
+  test(`ssd ${l > 32 ? 'chunked' : 'recurrence'} on views l=${l} n=${n} pad=${pad}`, { skip }, async (t) => {
     const rand = rngFor(t);
     const g = gpu as Backend;
     const [b, h, p] = [2, 4, 3];

@@ -14,7 +14,9 @@
 //   Reference: ssdRecurrent in src/backends/cpu/ssd.ts.
 // - longer ones: the chunked SSD of the paper in five passes (cumulative sums, chunk states,
 //   carry over chunks, C·Bᵀ, outputs), most of the work matmul-shaped in workgroup memory; see
-//   ssdChunked.ts for its passes, bindings and thread mapping. Reference: ssdChunked.
+//   ssdChunked.ts for its passes, bindings and thread mapping. x, dt, B and C are read in place
+//   as views (any offset and row stride: scalar reads), so Mamba-2's split parts are not copied.
+//   Reference: ssdChunked.
 
 import type { SsdArgs } from '../../backend.ts';
 import { type GpuTensor, viewOf } from '../gpuTensor.ts';
@@ -144,7 +146,10 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
     );
     return y;
   }
-  const [x, dt, B, C] = [args.x, args.dt, args.B, args.C].map((t) => be.dense(t as GpuTensor));
+  // Column views read in place: their whole buffers bound, (offset, row stride) in the params.
+  const [xv, dtv, Bv, Cv] = [args.x, args.dt, args.B, args.C].map((t) => viewOf(t as GpuTensor));
+  const [x, dt, B, C] = [xv, dtv, Bv, Cv].map((v) => v.base);
+  const views = [xv, dtv, Bv, Cv].flatMap((v) => [v.offset, v.stride]);
   const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : args.chunkSize, l);
   const chunks = Math.ceil(l / q);
   const transposed = n >= 128 && p < 128;
@@ -159,13 +164,13 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   be.dispatch(
     { name: 'ssdCumsum', wgsl: cumsumWgsl },
     [dt, dtBias, A, dl, cs],
-    [...base, 0, 0],
+    [...base, 0, 0, ...views],
     [h, chunks, b],
   );
   be.dispatch(
     { name: 'ssdChunkState', wgsl: chunkStateWgsl(sm, sn, transposed) },
     [x, B, dl, cs, S],
-    [...base, 0, 0],
+    [...base, 0, 0, ...views],
     [
       Math.ceil((transposed ? n : p) / (64 * sm)) * Math.ceil((transposed ? p : n) / (64 * sn)),
       h,
@@ -183,13 +188,13 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   be.dispatch(
     { name: 'ssdCb', wgsl: cbWgsl(cm, cn) },
     [B, C, cbT],
-    [...base, 0, 0],
+    [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * cm)) * Math.ceil(q / (64 * cn)), g, b * chunks],
   );
   be.dispatch(
     { name: 'ssdOut', wgsl: outWgsl(om, on) },
     [x, C, dl, cs, S, cbT, D, y],
-    [...base, 0, 0],
+    [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * om)) * Math.ceil(p / (64 * on)), h, b * chunks],
   );
   for (const t of [dl, cs, S, cbT]) be.release(t);

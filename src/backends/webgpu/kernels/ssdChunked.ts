@@ -33,11 +33,28 @@
 //   cb: 0 B · 1 C (b, l, g, n) · 2 cbT (b, K, g, q, q)
 //   out: 0 x · 1 C · 2 dl · 3 cs · 4 S (states entering chunks) · 5 cbT · 6 D (h) · 7 y (b, l, h, p)
 //   each followed by the uniform params {l, h, p, g, n, q, chunks, dtMin, dtMax,
-//   stride, total} (stride and total: the 1-D grids' fold and thread count).
+//   stride, total} (stride and total: the 1-D grids' fold and thread count), then, except for
+//   carry, the element offset and row stride of x, dt, B and C: these may be column views
+//   (Backend.split's parts), bound as their whole buffers, and the shapes above are their logical
+//   ones (x's row (b, t) starts at xOffset + (b·l + t)·xStride).
 
-import { accessors, mma, mmaSkipping, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
+import {
+  accessors,
+  mma,
+  mmaSkipping,
+  params,
+  paramsWith,
+  stageSlab,
+  tileHeader,
+  tileStart,
+} from './ssdTiles.ts';
 
-export const cumsumWgsl = /* wgsl */ `${params}
+/** The forward's params: ssdTiles' then the element offset and row stride of x, dt, B and C. */
+const viewParams = paramsWith(`,
+  xOffset: u32, xStride: u32, dtOffset: u32, dtStride: u32, bOffset: u32, bStride: u32, cOffset: u32,
+  cStride: u32`);
+
+export const cumsumWgsl = /* wgsl */ `${viewParams}
 @group(0) @binding(0) var<storage, read> dt: array<f32>;
 @group(0) @binding(1) var<storage, read> dtBias: array<f32>;
 @group(0) @binding(2) var<storage, read> A: array<f32>;
@@ -74,7 +91,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t = s0 + lid;
     var d = 0.0;
     if (t < len) {
-      d = clamp(softplus(dt[(bi * params.l + t0 + t) * h + hh] + bias), params.dtMin, params.dtMax);
+      let at = params.dtOffset + (bi * params.l + t0 + t) * params.dtStride + hh;
+      d = clamp(softplus(dt[at] + bias), params.dtMin, params.dtMax);
     }
     var v = toFixed(d * a);
     buf[lid] = v;
@@ -134,7 +152,7 @@ export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): str
       `let s = k0 + k;
       var w = 0.0;
       if (s < len) { w = exp(gap(csLast, cs[csAt + s])) * dl[csAt + s]; }
-      let xr = ((bi * params.l + t0 + s) * h + hh) * params.p;`,
+      let xr = params.xOffset + (bi * params.l + t0 + s) * params.xStride + hh * params.p;`,
       `let pi = ${first} + m + i; if (s < len && pi < params.p) { v[i] = w * x[xr + pi]; }`,
     );
   const bn = (r: number, slab: 'As' | 'Bs', first: 'n0' | 'm0') =>
@@ -142,11 +160,11 @@ export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): str
       slab,
       r,
       'm',
-      'let s = k0 + k; let br = ((bi * params.l + t0 + s) * params.g + grp) * params.n;',
+      'let s = k0 + k; let br = params.bOffset + (bi * params.l + t0 + s) * params.bStride + grp * params.n;',
       `let ni = ${first} + m + i; if (s < len && ni < params.n) { v[i] = B[br + ni]; }`,
     );
   const [rows, cols] = transposed ? ['ni', 'pi'] : ['pi', 'ni'];
-  return /* wgsl */ `${params}
+  return /* wgsl */ `${viewParams}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
@@ -185,7 +203,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 export function cbWgsl(rm: number, rn: number): string {
-  return /* wgsl */ `${params}
+  return /* wgsl */ `${viewParams}
 @group(0) @binding(0) var<storage, read> B: array<f32>;
 @group(0) @binding(1) var<storage, read> C: array<f32>;
 @group(0) @binding(2) var<storage, read_write> cbT: array<f32>;
@@ -205,14 +223,14 @@ ${stageSlab(
   rm,
   'k',
   'let ki = k0 + k;',
-  'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[((row + s) * params.g + hh) * params.n + ki]; }',
+  'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[params.bOffset + (row + s) * params.bStride + hh * params.n + ki]; }',
 )}
     ${stageSlab(
       'Bs',
       rn,
       'k',
       'let ki = k0 + k;',
-      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[((row + t) * params.g + hh) * params.n + ki]; }',
+      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[params.cOffset + (row + t) * params.cStride + hh * params.n + ki]; }',
     )}
     ${mma}
   }
@@ -234,7 +252,7 @@ ${stageSlab(
 }
 
 export function outWgsl(rm: number, rn: number): string {
-  return /* wgsl */ `${params}
+  return /* wgsl */ `${viewParams}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> C: array<f32>;
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
@@ -264,7 +282,7 @@ ${stageSlab(
   rm,
   'k',
   'let ki = k0 + k;',
-  'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[((row + t) * params.g + grp) * params.n + ki]; }',
+  'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[params.cOffset + (row + t) * params.cStride + grp * params.n + ki]; }',
 )}
     ${stageSlab(
       'Bs',
@@ -302,7 +320,7 @@ ${stageSlab(
       'Bs',
       rn,
       'm',
-      'let s = k0 + k; let xr = ((row + s) * h + hh) * params.p;',
+      'let s = k0 + k; let xr = params.xOffset + (row + s) * params.xStride + hh * params.p;',
       'let pi = n0 + m + i; if (s < len && pi < params.p) { v[i] = x[xr + pi]; }',
     )}
     ${mmaSkipping('m0 + rowOf(a, 3u, ty) < k0 + kk')}
@@ -317,8 +335,8 @@ ${stageSlab(
         for (var j = 0u; j < 4u; j++) {
           let pi = n0 + colOf(bb, j, tx);
           if (pi < params.p) {
-            let at = ((row + t) * h + hh) * params.p + pi;
-            y[at] = v[j] + skip * x[at];
+            let xt = params.xOffset + (row + t) * params.xStride + hh * params.p + pi;
+            y[((row + t) * h + hh) * params.p + pi] = v[j] + skip * x[xt];
           }
         }
       }

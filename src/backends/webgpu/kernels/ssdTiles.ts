@@ -11,9 +11,12 @@
 
 export const KT = 16;
 
-export const params = /* wgsl */ `
+/** The uniform params; `extra`: fields after them (", name: type, …"), e.g. a kernel's view offsets. */
+export const paramsWith = (extra: string) => /* wgsl */ `
 struct Params { l: u32, h: u32, p: u32, g: u32, n: u32, q: u32, chunks: u32, dtMin: f32, dtMax: f32,
-  stride: u32, total: u32 }`;
+  stride: u32, total: u32${extra} }`;
+
+export const params = paramsWith('');
 
 /** Constants and the two slabs of a tiled kernel. */
 export function tileHeader(rm: number, rn: number): string {
