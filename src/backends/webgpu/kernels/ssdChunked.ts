@@ -12,7 +12,8 @@
 //      head; b·K + chunk). Grid (⌈rows/TM⌉·⌈columns/TN⌉, h, b·K).
 //   3. ssdCarry: h_c = exp(cs_last,c) h_{c−1} + S_c; S_c is overwritten with h_{c−1} (the state
 //      entering chunk c) and the final state goes to `state`. Thread (b, head, p·n element),
-//      chunks sequential. Grid 1-D over b·h·p·n (grid1d).
+//      chunks sequential, their S read four at a time (latency: one load per chunk in turn kept
+//      the pass near half of the bandwidth). Grid 1-D over b·h·p·n (grid1d).
 //   4. ssdCb: CBᵀ[s][t] = B_s · C_t (q × q per group and chunk; tiles wholly above the diagonal,
 //      s > t, are skipped). Workgroup (s-tile, t-tile; group; b·K + chunk).
 //      Grid (⌈q/TM⌉·⌈q/TN⌉, g, b·K).
@@ -131,13 +132,21 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   let bi = e / (pn * params.h);
   let rest = e % pn;
   let csAt = (bi * params.h + hh) * params.l;
+  let at0 = (bi * params.chunks * params.h + hh) * pn + rest; // chunk 0; chunk c is c·h·pn further
+  let step = params.h * pn;
   var s = state[e];
-  for (var c = 0u; c < params.chunks; c++) {
-    let at = ((bi * params.chunks + c) * params.h + hh) * pn + rest;
-    let local = S[at];
-    S[at] = s;
-    let last = cs[csAt + min((c + 1u) * params.q, params.l) - 1u];
-    s = exp(fixedValue(last)) * s + local;
+  for (var c0 = 0u; c0 < params.chunks; c0 += 4u) {
+    // Four chunks' S loaded before the first is used: four loads in flight, not one per turn.
+    var local = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) { if (c0 + j < params.chunks) { local[j] = S[at0 + (c0 + j) * step]; } }
+    for (var j = 0u; j < 4u; j++) {
+      let c = c0 + j;
+      if (c < params.chunks) {
+        S[at0 + c * step] = s;
+        let last = cs[csAt + min((c + 1u) * params.q, params.l) - 1u];
+        s = exp(fixedValue(last)) * s + local[j];
+      }
+    }
   }
   state[e] = s;
 }`;
