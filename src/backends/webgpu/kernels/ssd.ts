@@ -26,12 +26,23 @@ import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumWgsl, outWgsl } from './ssdChu
 
 /**
  * scanMaxLength: the longest l run by the recurrence; chunk: the chunk length of the chunked form
- * (0: the model's chunkSize); tiles: [rm, rn], the tiles of every chunked pass in 64s (null: per
- * pass, 128 along a dimension of ≥ 128, else 64). Tests and benchmarks may change them.
+ * (0: the model's chunkSize, cut to maxChunk); tiles: [rm, rn], the tiles of every chunked pass in
+ * 64s (null: per pass, 128 along a dimension of ≥ 128, else 64). Tests and benchmarks may change
+ * them. maxChunk: the chunked form is exact for any chunk length (only the rounding differs), and
+ * its cost per position and head is 4·n·p FLOPs whatever q (chunk states, then C·h) plus ~q·p for
+ * the causal product, against 3·h·p·n·4 bytes of chunk states moved per chunk. For Mamba-2 130m at
+ * 4 × 16384 (h 24, p 64, n 128), q = 128 instead of its 256 saves ~14.5 GFLOP (~0.65 ms at the
+ * H100's 21-23 TFLOP/s of tiled f32) for 0.8 GB more of state traffic (~0.3 ms at 2.85 TB/s).
  */
-export const ssdTuning: { scanMaxLength: number; chunk: number; tiles: readonly [number, number] | null } = {
+export const ssdTuning: {
+  scanMaxLength: number;
+  chunk: number;
+  maxChunk: number;
+  tiles: readonly [number, number] | null;
+} = {
   scanMaxLength: 32,
   chunk: 0,
+  maxChunk: 128,
   tiles: null,
 };
 
@@ -150,7 +161,7 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   const [xv, dtv, Bv, Cv] = [args.x, args.dt, args.B, args.C].map((t) => viewOf(t as GpuTensor));
   const [x, dt, B, C] = [xv, dtv, Bv, Cv].map((v) => v.base);
   const views = [xv, dtv, Bv, Cv].flatMap((v) => [v.offset, v.stride]);
-  const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : args.chunkSize, l);
+  const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : Math.min(args.chunkSize, ssdTuning.maxChunk), l);
   const chunks = Math.ceil(l / q);
   const transposed = n >= 128 && p < 128;
   const [sm, sn] = transposed ? tilesFor(be, n, p) : tilesFor(be, p, n);
