@@ -22,7 +22,7 @@ import type { SsdArgs } from '../../backend.ts';
 import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
-import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumWgsl, outWgsl } from './ssdChunked.ts';
+import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumViewsWgsl, outWgsl } from './ssdChunked.ts';
 
 /**
  * scanMaxLength: the longest l run by the recurrence; chunk: the chunk length of the chunked form
@@ -173,13 +173,13 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   const S = be.alloc([b, chunks, h, p, n]);
   const cbT = be.alloc([b, chunks, g, q, q]);
   be.dispatch(
-    { name: 'ssdCumsum', wgsl: cumsumWgsl },
+    { name: 'ssdCumsum', wgsl: cumsumViewsWgsl },
     [dt, dtBias, A, dl, cs],
     [...base, 0, 0, ...views],
     [h, chunks, b],
   );
   be.dispatch(
-    { name: 'ssdChunkState', wgsl: chunkStateWgsl(sm, sn, transposed) },
+    { name: 'ssdChunkState', wgsl: chunkStateWgsl(sm, sn, transposed, true) },
     [x, B, dl, cs, S],
     [...base, 0, 0, ...views],
     [
@@ -197,7 +197,7 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
     g3.workgroups,
   );
   be.dispatch(
-    { name: 'ssdCb', wgsl: cbWgsl(cm, cn) },
+    { name: 'ssdCb', wgsl: cbWgsl(cm, cn, true) },
     [B, C, cbT],
     [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * cm)) * Math.ceil(q / (64 * cn)), g, b * chunks],

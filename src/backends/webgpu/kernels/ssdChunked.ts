@@ -34,10 +34,11 @@
 //   cb: 0 B · 1 C (b, l, g, n) · 2 cbT (b, K, g, q, q)
 //   out: 0 x · 1 C · 2 dl · 3 cs · 4 S (states entering chunks) · 5 cbT · 6 D (h) · 7 y (b, l, h, p)
 //   each followed by the uniform params {l, h, p, g, n, q, chunks, dtMin, dtMax,
-//   stride, total} (stride and total: the 1-D grids' fold and thread count), then, except for
-//   carry, the element offset and row stride of x, dt, B and C: these may be column views
-//   (Backend.split's parts), bound as their whole buffers, and the shapes above are their logical
-//   ones (x's row (b, t) starts at xOffset + (b·l + t)·xStride).
+//   stride, total} (stride and total: the 1-D grids' fold and thread count), then, in the
+//   forward (all but carry), the element offset and row stride of x, dt, B and C: these may be
+//   column views (Backend.split's parts), bound as their whole buffers, and the shapes above are
+//   their logical ones (x's row (b, t) starts at xOffset + (b·l + t)·xStride). The backward
+//   (ssdBackwardChunked.ts) reruns cumsum, chunkState, carry and cb on dense inputs without them.
 
 import {
   accessors,
@@ -50,12 +51,28 @@ import {
   tileStart,
 } from './ssdTiles.ts';
 
-/** The forward's params: ssdTiles' then the element offset and row stride of x, dt, B and C. */
-const viewParams = paramsWith(`,
+/**
+ * The params and where row r (= b·l + t) of x, dt, B and C starts: read in place as column views
+ * (`views`: the forward, with the element offset and row stride of each after ssdTiles' params) or
+ * dense (the backward, which hands dense tensors and ssdTiles' params alone).
+ */
+function rowStarts(views: boolean): string {
+  if (!views)
+    return /* wgsl */ `${params}
+fn xRow(r: u32) -> u32 { return r * params.h * params.p; }
+fn dtRow(r: u32) -> u32 { return r * params.h; }
+fn bRow(r: u32) -> u32 { return r * params.g * params.n; }
+fn cRow(r: u32) -> u32 { return r * params.g * params.n; }`;
+  return /* wgsl */ `${paramsWith(`,
   xOffset: u32, xStride: u32, dtOffset: u32, dtStride: u32, bOffset: u32, bStride: u32, cOffset: u32,
-  cStride: u32`);
+  cStride: u32`)}
+fn xRow(r: u32) -> u32 { return params.xOffset + r * params.xStride; }
+fn dtRow(r: u32) -> u32 { return params.dtOffset + r * params.dtStride; }
+fn bRow(r: u32) -> u32 { return params.bOffset + r * params.bStride; }
+fn cRow(r: u32) -> u32 { return params.cOffset + r * params.cStride; }`;
+}
 
-export const cumsumWgsl = /* wgsl */ `${viewParams}
+const cumsumFor = (views: boolean) => /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> dt: array<f32>;
 @group(0) @binding(1) var<storage, read> dtBias: array<f32>;
 @group(0) @binding(2) var<storage, read> A: array<f32>;
@@ -92,7 +109,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t = s0 + lid;
     var d = 0.0;
     if (t < len) {
-      let at = params.dtOffset + (bi * params.l + t0 + t) * params.dtStride + hh;
+      let at = dtRow(bi * params.l + t0 + t) + hh;
       d = clamp(softplus(dt[at] + bias), params.dtMin, params.dtMax);
     }
     var v = toFixed(d * a);
@@ -114,6 +131,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
 }`;
+
+/** The cumulative sums reading dt dense (the backward) or as a view (the forward). */
+export const [cumsumWgsl, cumsumViewsWgsl] = [cumsumFor(false), cumsumFor(true)];
 
 export const carryWgsl = /* wgsl */ `${params}
 @group(0) @binding(0) var<storage, read> cs: array<vec2<u32>>;
@@ -152,7 +172,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
 }`;
 
 /** Rows p, columns n; or (transposed) rows n, columns p, stored back as (p, n). */
-export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): string {
+export function chunkStateWgsl(rm: number, rn: number, transposed: boolean, views = false): string {
   const xw = (r: number, slab: 'As' | 'Bs', first: '0' | 'n0' | 'm0') =>
     stageSlab(
       slab,
@@ -161,7 +181,7 @@ export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): str
       `let s = k0 + k;
       var w = 0.0;
       if (s < len) { w = exp(gap(csLast, cs[csAt + s])) * dl[csAt + s]; }
-      let xr = params.xOffset + (bi * params.l + t0 + s) * params.xStride + hh * params.p;`,
+      let xr = xRow(bi * params.l + t0 + s) + hh * params.p;`,
       `let pi = ${first} + m + i; if (s < len && pi < params.p) { v[i] = w * x[xr + pi]; }`,
     );
   const bn = (r: number, slab: 'As' | 'Bs', first: 'n0' | 'm0') =>
@@ -169,11 +189,11 @@ export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): str
       slab,
       r,
       'm',
-      'let s = k0 + k; let br = params.bOffset + (bi * params.l + t0 + s) * params.bStride + grp * params.n;',
+      'let s = k0 + k; let br = bRow(bi * params.l + t0 + s) + grp * params.n;',
       `let ni = ${first} + m + i; if (s < len && ni < params.n) { v[i] = B[br + ni]; }`,
     );
   const [rows, cols] = transposed ? ['ni', 'pi'] : ['pi', 'ni'];
-  return /* wgsl */ `${viewParams}
+  return /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
@@ -211,8 +231,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-export function cbWgsl(rm: number, rn: number): string {
-  return /* wgsl */ `${viewParams}
+export function cbWgsl(rm: number, rn: number, views = false): string {
+  return /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> B: array<f32>;
 @group(0) @binding(1) var<storage, read> C: array<f32>;
 @group(0) @binding(2) var<storage, read_write> cbT: array<f32>;
@@ -232,14 +252,14 @@ ${stageSlab(
   rm,
   'k',
   'let ki = k0 + k;',
-  'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[params.bOffset + (row + s) * params.bStride + hh * params.n + ki]; }',
+  'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[bRow(row + s) + hh * params.n + ki]; }',
 )}
     ${stageSlab(
       'Bs',
       rn,
       'k',
       'let ki = k0 + k;',
-      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[params.cOffset + (row + t) * params.cStride + hh * params.n + ki]; }',
+      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[cRow(row + t) + hh * params.n + ki]; }',
     )}
     ${mma}
   }
@@ -261,7 +281,7 @@ ${stageSlab(
 }
 
 export function outWgsl(rm: number, rn: number): string {
-  return /* wgsl */ `${viewParams}
+  return /* wgsl */ `${rowStarts(true)}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> C: array<f32>;
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
@@ -291,7 +311,7 @@ ${stageSlab(
   rm,
   'k',
   'let ki = k0 + k;',
-  'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[params.cOffset + (row + t) * params.cStride + grp * params.n + ki]; }',
+  'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[cRow(row + t) + grp * params.n + ki]; }',
 )}
     ${stageSlab(
       'Bs',
@@ -329,7 +349,7 @@ ${stageSlab(
       'Bs',
       rn,
       'm',
-      'let s = k0 + k; let xr = params.xOffset + (row + s) * params.xStride + hh * params.p;',
+      'let s = k0 + k; let xr = xRow(row + s) + hh * params.p;',
       'let pi = n0 + m + i; if (s < len && pi < params.p) { v[i] = x[xr + pi]; }',
     )}
     ${mmaSkipping('m0 + rowOf(a, 3u, ty) < k0 + kk')}
@@ -344,7 +364,7 @@ ${stageSlab(
         for (var j = 0u; j < 4u; j++) {
           let pi = n0 + colOf(bb, j, tx);
           if (pi < params.p) {
-            let xt = params.xOffset + (row + t) * params.xStride + hh * params.p + pi;
+            let xt = xRow(row + t) + hh * params.p + pi;
             y[((row + t) * h + hh) * params.p + pi] = v[j] + skip * x[xt];
           }
         }
