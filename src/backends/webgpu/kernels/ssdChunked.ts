@@ -192,13 +192,12 @@ export function chunkStateWgsl(rm: number, rn: number, transposed: boolean, view
       'let s = k0 + k; let br = bRow(bi * params.l + t0 + s) + grp * params.n;',
       `let ni = ${first} + m + i; if (s < len && ni < params.n) { v[i] = B[br + ni]; }`,
     );
-  const [rows, cols] = transposed ? ['ni', 'pi'] : ['pi', 'ni'];
   return /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
 @group(0) @binding(3) var<storage, read> cs: array<vec2<u32>>;
-@group(0) @binding(4) var<storage, read_write> S: array<f32>;
+@group(0) @binding(4) var<storage, read_write> S: array<${transposed ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(5) var<uniform> params: Params;
 ${tileHeader(rm, rn)}
 ${accessors}
@@ -216,20 +215,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${mma}
   }
   let base = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
-  for (var a = 0u; a < RM; a++) {
+  ${transposed ? transposedStore : rowStore}
+}`;
+}
+
+/** chunkState's store with rows p: a thread's values along n lie 16 bytes apart. */
+const rowStore = /* wgsl */ `for (var a = 0u; a < RM; a++) {
     for (var i = 0u; i < 4u; i++) {
-      let ${rows} = m0 + rowOf(a, i, ty);
+      let pi = m0 + rowOf(a, i, ty);
       for (var bb = 0u; bb < RN; bb++) {
         let v = acc[(a * 4u + i) * RN + bb];
         for (var j = 0u; j < 4u; j++) {
-          let ${cols} = n0 + colOf(bb, j, tx);
+          let ni = n0 + colOf(bb, j, tx);
           if (pi < params.p && ni < params.n) { S[base + pi * params.n + ni] = v[j]; }
         }
       }
     }
-  }
-}`;
-}
+  }`;
+
+/**
+ * chunkState's store with rows n (S bound as vec4): a thread's 4 rows of a column are 4
+ * consecutive floats of S, one vec4 store where n % 4 == 0 (a float each, n·4 bytes apart across
+ * a warp, cost 32 memory requests per store instruction), else component by component.
+ */
+const transposedStore = /* wgsl */ `for (var a = 0u; a < RM; a++) {
+    let ni = m0 + rowOf(a, 0u, ty);
+    for (var bb = 0u; bb < RN; bb++) {
+      let r = a * 4u * RN + bb;
+      for (var j = 0u; j < 4u; j++) {
+        let pi = n0 + colOf(bb, j, tx);
+        if (pi >= params.p || ni >= params.n) { continue; }
+        let v = vec4<f32>(acc[r][j], acc[r + RN][j], acc[r + 2u * RN][j], acc[r + 3u * RN][j]);
+        let e = base + pi * params.n + ni;
+        if (params.n % 4u == 0u) {
+          S[e / 4u] = v;
+        } else {
+          for (var i = 0u; i < 4u; i++) { if (ni + i < params.n) { S[(e + i) / 4u][(e + i) % 4u] = v[i]; } }
+        }
+      }
+    }
+  }`;
 
 export function cbWgsl(rm: number, rn: number, views = false): string {
   return /* wgsl */ `${rowStarts(views)}
