@@ -195,7 +195,7 @@ for (const [l, n] of [
 // l ≤ scan (ssdTuning.scanMaxLength) runs the recurrence (n = 6: its scalar, non-vec4 state
 // path), longer ones the chunked form: several chunks with the last one partial, q > l, groups 2,
 // p and n ragged against the 64-tiles (and more than one tile), tiles of 128 (rm, rn = 2), tiles
-// picked per pass (0, 0: 128 along dimensions ≥ 128) with a chunk of over 256 positions, and
+// picked per pass (0, 0: 128 rows where there are ≥ 128, 64 columns) with a chunk of over 256 positions, and
 // chunk states computed transposed (n ≥ 128 > p); the model's chunk is run as it is (maxChunk
 // off) but in the last case, whose 200 is cut to the default maxChunk (128: the GPU runs other
 // chunks than the CPU). The initial state is random; the final state is compared.

@@ -27,7 +27,7 @@ import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumViewsWgsl, outWgsl } from './s
 /**
  * scanMaxLength: the longest l run by the recurrence; chunk: the chunk length of the chunked form
  * (0: the model's chunkSize, cut to maxChunk); tiles: [rm, rn], the tiles of every chunked pass in
- * 64s (null: per pass, 128 along a dimension of ≥ 128, else 64). Tests and benchmarks may change
+ * 64s (null: per pass, 128 rows where there are ≥ 128, else 64; 64 columns). Tests and benchmarks may change
  * them. maxChunk: the chunked form is exact for any chunk length (only the rounding differs), and
  * its cost per position and head is 4·n·p FLOPs whatever q (chunk states, then C·h) plus ~q·p for
  * the causal product, against 3·h·p·n·4 bytes of chunk states moved per chunk. For Mamba-2 130m at
@@ -46,11 +46,12 @@ export const ssdTuning: {
   tiles: null,
 };
 
-/** A pass's tiles [rm, rn] for output dimensions m × n, within the workgroup memory limit. */
-function tilesFor(be: WebGpuBackend, m: number, n: number): [number, number] {
-  let [rm, rn] = ssdTuning.tiles ?? [m >= 128 ? 2 : 1, n >= 128 ? 2 : 1];
-  // 64 × 128 tiles ran 4× slower than 64 × 64 ones on the H100 (chunk states, 2026-11-23).
-  if (ssdTuning.tiles === null && rm === 1 && rn === 2) rn = 1;
+/** A pass's tiles [rm, rn] for `rows` output rows, within the workgroup memory limit. */
+function tilesFor(be: WebGpuBackend, rows: number): [number, number] {
+  // 64 × 128 tiles ran 4× slower than 64 × 64 ones on the H100 (chunk states, 2026-11-23), while
+  // 128 × 64 ones (chunk states transposed, outputs) did not: RN = 2 is what the mma's inner bb
+  // loop adds, so the passes pick 64 columns (C·Bᵀ too: 128 × 64, the same causal tile skips).
+  const [rm, rn] = ssdTuning.tiles ?? [rows >= 128 ? 2 : 1, 1];
   // Two KT × 64·r slabs of f32 (KT = 16).
   return (rm + rn) * 64 * 16 * 4 <= be.limits.maxComputeWorkgroupStorageSize ? [rm, rn] : [1, 1];
 }
@@ -164,9 +165,9 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : Math.min(args.chunkSize, ssdTuning.maxChunk), l);
   const chunks = Math.ceil(l / q);
   const transposed = n >= 128 && p < 128;
-  const [sm, sn] = transposed ? tilesFor(be, n, p) : tilesFor(be, p, n);
-  const [cm, cn] = tilesFor(be, q, q);
-  const [om, on] = tilesFor(be, q, p);
+  const [sm, sn] = tilesFor(be, transposed ? n : p);
+  const [cm, cn] = tilesFor(be, q);
+  const [om, on] = tilesFor(be, q);
   const base = [l, h, p, g, n, q, chunks, ...limits];
   const dl = be.alloc([b, h, l]);
   const cs = be.alloc([b, h, l, 2]);
