@@ -21,7 +21,8 @@
 //      a (len × n)·(n × p) product then a causal (len × len)·(len × p) one into the same
 //      accumulators: its s-steps stop at the tile's last row, and inside a step a thread skips
 //      the multiply-adds of a block of 4 rows that all lie before s (zeros of the triangle), so
-//      the causal part costs ~half of a square instead of 3/4 (128-row tiles, q = 256).
+//      the causal part costs ~half of a square instead of 3/4 (128-row tiles, q = 256). D x_t is
+//      added through the diagonal of the causal matrix (x is read once).
 //      Workgroup (t-tile, p-tile; head; b·K + chunk). Grid (⌈q/TM⌉·⌈p/TN⌉, h, b·K).
 // Every exponent is ≤ 0. The thread mapping of the tiled passes (2, 4, 5) is in ssdTiles.ts:
 // 256 threads, each a 4·RM × 4·RN block of a TM × TN output tile (TM, TN = 64 or 128).
@@ -355,7 +356,9 @@ ${stageSlab(
       for (var bb = 0u; bb < RN; bb++) { acc[(a * 4u + i) * RN + bb] *= decay; }
     }
   }
-  // Inside the chunk: (CBᵀ ∘ L)ᵀ (len × len, s ≤ t) · (Δ x) (len × p).
+  // Inside the chunk: (CBᵀ ∘ L · Δ + D·I)ᵀ (len × len, s ≤ t) · x (len × p): the skip D x_t rides
+  // on the diagonal, so x is not read again for it.
+  let skip = D[hh];
   let cbAt = ((bi * params.chunks + c) * params.g + grp) * params.q * params.q;
   let send = min(len, m0 + TM);
   for (var k0 = 0u; k0 < send; k0 += KT) {
@@ -368,7 +371,8 @@ ${stageSlab(
       let css = cs[csAt + sc];
       let ds = dl[csAt + sc];
       let cbr = cbAt + sc * params.q;`,
-  'let t = m0 + m + i; if (s <= t && t < len) { v[i] = cbT[cbr + t] * exp(gap(cs[csAt + t], css)) * ds; }',
+  `let t = m0 + m + i;
+      if (s <= t && t < len) { v[i] = cbT[cbr + t] * exp(gap(cs[csAt + t], css)) * ds + select(0.0, skip, s == t); }`,
 )}
     ${stageSlab(
       'Bs',
@@ -379,7 +383,6 @@ ${stageSlab(
     )}
     ${mmaSkipping('m0 + rowOf(a, 3u, ty) < k0 + kk')}
   }
-  let skip = D[hh];
   for (var a = 0u; a < RM; a++) {
     for (var i = 0u; i < 4u; i++) {
       let t = m0 + rowOf(a, i, ty);
@@ -388,10 +391,7 @@ ${stageSlab(
         let v = acc[(a * 4u + i) * RN + bb];
         for (var j = 0u; j < 4u; j++) {
           let pi = n0 + colOf(bb, j, tx);
-          if (pi < params.p) {
-            let xt = xRow(row + t) + hh * params.p + pi;
-            y[((row + t) * h + hh) * params.p + pi] = v[j] + skip * x[xt];
-          }
+          if (pi < params.p) { y[((row + t) * h + hh) * params.p + pi] = v[j]; }
         }
       }
     }
