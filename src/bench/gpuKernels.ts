@@ -102,26 +102,32 @@ async function kernels(): Promise<void> {
   }
   // SSD alone: one layer of Mamba-2 130m, batch 4 x 16384 (and batch 1 x 2048), the model's chunk
   // of 256 run as the backend's default (ssdTuning.maxChunk, 128) and, at 4 x 16384, as 256 and
-  // 64 (ssdTuning.chunk: shorter chunks, fewer causal FLOPs, more chunk states to carry); the
-  // note gives each pass's GPU time.
-  const ssdShapes: [number, number, number[]][] = quick
-    ? [[1, 40, [0, 8]]]
+  // 64 (ssdTuning.chunk: shorter chunks, fewer causal FLOPs, more chunk states to carry) and with
+  // 64 x 64 tiles in every pass (ssdTuning.tiles: finer causal tiles, 4 x 4 per thread); the note
+  // gives each pass's GPU time.
+  type Variant = { chunk: number; tiles: readonly [number, number] | null };
+  const auto: Variant = { chunk: 0, tiles: null };
+  const variants: Variant[] = quick
+    ? [auto, { chunk: 8, tiles: null }, { chunk: 0, tiles: [1, 1] }]
+    : [auto, { chunk: 256, tiles: null }, { chunk: 64, tiles: null }, { chunk: 0, tiles: [1, 1] }];
+  const ssdShapes: [number, number, Variant[]][] = quick
+    ? [[1, 40, variants]]
     : [
-        [4, 16384, [0, 256, 64]],
-        [1, 2048, [0]],
+        [4, 16384, variants],
+        [1, 2048, [auto]],
       ];
-  for (const [b, l, chunks] of ssdShapes) {
+  for (const [b, l, list] of ssdShapes) {
     const [h, p, n, q] = quick ? [4, 16, 32, 16] : [24, 64, 128, 256];
-    const nameOf = (chunk: number) =>
-      `ssd b${b} l${l} h${h} p${p} n${n} q${q}${chunk ? ` run as ${chunk}` : ''}`;
-    if (!chunks.some((chunk) => want(nameOf(chunk)))) continue;
+    const nameOf = ({ chunk, tiles }: Variant) =>
+      `ssd b${b} l${l} h${h} p${p} n${n} q${q}${chunk ? ` run as ${chunk}` : ''}${tiles ? ` tiles ${tiles}` : ''}`;
+    if (!list.some((v) => want(nameOf(v)))) continue;
     const args = timer.ssdArgs(b, l, h, p, n, q);
-    for (const chunk of chunks) {
-      const name = nameOf(chunk);
+    for (const variant of list) {
+      const name = nameOf(variant);
       if (!want(name)) continue;
-      Object.assign(ssdTuning, { chunk });
+      Object.assign(ssdTuning, variant);
       const { ms, passes } = await timer.ssd(args, 5, quick ? 50 : 500);
-      Object.assign(ssdTuning, { chunk: 0 });
+      Object.assign(ssdTuning, auto);
       const bytes = ssdBytes(b, l, h, p, n);
       const note = passNote(passes);
       rows.push({ name, ms, tokensPerSecond: (b * l) / (ms / 1000), gbps: bytes / ms / 1e6, note });
