@@ -180,7 +180,10 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
     [h, chunks, b],
   );
   be.dispatch(
-    { name: 'ssdChunkState', wgsl: chunkStateWgsl(sm, sn, transposed, true) },
+    {
+      name: 'ssdChunkState',
+      wgsl: memo(`state${sm}${sn}${transposed}`, () => chunkStateWgsl(sm, sn, transposed, true)),
+    },
     [x, B, dl, cs, S],
     [...base, 0, 0, ...views],
     [
@@ -198,13 +201,13 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
     g3.workgroups,
   );
   be.dispatch(
-    { name: 'ssdCb', wgsl: cbWgsl(cm, cn, true) },
+    { name: 'ssdCb', wgsl: memo(`cb${cm}${cn}`, () => cbWgsl(cm, cn, true)) },
     [B, C, cbT],
     [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * cm)) * Math.ceil(q / (64 * cn)), g, b * chunks],
   );
   be.dispatch(
-    { name: 'ssdOut', wgsl: outWgsl(om, on) },
+    { name: 'ssdOut', wgsl: memo(`out${om}${on}`, () => outWgsl(om, on)) },
     [x, C, dl, cs, S, cbT, D, y],
     [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * om)) * Math.ceil(p / (64 * on)), h, b * chunks],
