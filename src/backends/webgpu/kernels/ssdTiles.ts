@@ -38,25 +38,22 @@ var<workgroup> Bs: array<vec4<f32>, ${KT * 16 * rn}>;`;
  * kk (the upper triangle of a causal product), so that it skips those multiply-adds.
  */
 export function mmaSkipping(skip: string | null): string {
-  return /* wgsl */ `
-    workgroupBarrier();
-    for (var kk = 0u; kk < KT; kk++) {
-      var bv: array<vec4<f32>, RN>;
-      for (var bb = 0u; bb < RN; bb++) { bv[bb] = Bs[kk * TN4 + tx + 16u * bb]; }
-      for (var a = 0u; a < RM; a++) {${
-        skip === null
-          ? ''
-          : `
-        if (${skip}) { continue; }`
-      }
-        let av = As[kk * TM4 + ty + 16u * a];
+  const body = /* wgsl */ `let av = As[kk * TM4 + ty + 16u * a];
         for (var bb = 0u; bb < RN; bb++) {
           let o = (a * 4u) * RN + bb;
           acc[o] += av.x * bv[bb];
           acc[o + RN] += av.y * bv[bb];
           acc[o + 2u * RN] += av.z * bv[bb];
           acc[o + 3u * RN] += av.w * bv[bb];
-        }
+        }`;
+  const guarded = skip === null ? body : `if (!(${skip})) {\n        ${body}\n        }`;
+  return /* wgsl */ `
+    workgroupBarrier();
+    for (var kk = 0u; kk < KT; kk++) {
+      var bv: array<vec4<f32>, RN>;
+      for (var bb = 0u; bb < RN; bb++) { bv[bb] = Bs[kk * TN4 + tx + 16u * bb]; }
+      for (var a = 0u; a < RM; a++) {
+        ${guarded}
       }
     }
     workgroupBarrier();`;
