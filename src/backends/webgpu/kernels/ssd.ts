@@ -27,12 +27,13 @@ import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumViewsWgsl, outWgsl } from './s
 /**
  * scanMaxLength: the longest l run by the recurrence; chunk: the chunk length of the chunked form
  * (0: the model's chunkSize, cut to maxChunk); tiles: [rm, rn], the tiles of every chunked pass in
- * 64s (null: per pass, 128 rows where there are ≥ 128, else 64; 64 columns). Tests and benchmarks may change
- * them. maxChunk: the chunked form is exact for any chunk length (only the rounding differs), and
- * its cost per position and head is 4·n·p FLOPs whatever q (chunk states, then C·h) plus ~q·p for
- * the causal product, against 3·h·p·n·4 bytes of chunk states moved per chunk. For Mamba-2 130m at
- * 4 × 16384 (h 24, p 64, n 128), q = 128 instead of its 256 saves ~14.5 GFLOP (~0.65 ms at the
- * H100's 21-23 TFLOP/s of tiled f32) for 0.8 GB more of state traffic (~0.3 ms at 2.85 TB/s).
+ * 64s (null: per pass, 128 rows where there are ≥ 128, else 64; 64 columns). Tests and benchmarks
+ * may change them. maxChunk: the chunked form is exact for any chunk length (only the rounding
+ * differs), and its cost per position and head is 4·n·p FLOPs whatever q (chunk states, then C·h)
+ * plus ~q·p for the causal product, against 3·h·p·n·4 bytes of chunk states moved per chunk. For
+ * Mamba-2 130m at 4 × 16384 (h 24, p 64, n 128), q = 128 instead of its 256 saves ~14 GFLOP
+ * (~0.65 ms at the H100's 21-23 TFLOP/s of tiled f32) for 0.8 GB more of state traffic (~0.3 ms
+ * at 2.85 TB/s). An estimate: `node dist/src/bench/gpuKernels.js --only=ssd` times both.
  */
 export const ssdTuning: {
   scanMaxLength: number;
