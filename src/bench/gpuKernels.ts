@@ -12,11 +12,12 @@
 
 import { writeFileSync } from 'node:fs';
 import { linearTuning } from '../backends/webgpu/kernels/linear.ts';
+import { ssdTuning } from '../backends/webgpu/kernels/ssd.ts';
 import { backendTuning, WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
 import { CausalLM } from '../models/causalLM.ts';
 import { initParameters } from '../models/init.ts';
 import { presetConfig } from '../models/presets.ts';
-import { GpuTimer, selectiveScanBytes, ssdBytes } from './gpuTiming.ts';
+import { GpuTimer, passNote, selectiveScanBytes, ssdBytes } from './gpuTiming.ts';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -99,20 +100,38 @@ async function kernels(): Promise<void> {
       rows.push({ name: name1, ms, tokensPerSecond: ll / (ms / 1000) });
     }
   }
-  // SSD alone: one layer of Mamba-2 130m, batch 4 x 16384 (and batch 1 x 2048).
-  for (const [b, l] of quick
-    ? [[1, 40]]
+  // SSD alone: one layer of Mamba-2 130m, batch 4 x 16384 (and batch 1 x 2048), the model's chunk
+  // of 256 run as the backend's default (ssdTuning.maxChunk, 128) and, at 4 x 16384, as 256 and
+  // 64 (ssdTuning.chunk: shorter chunks, fewer causal FLOPs, more chunk states to carry) and with
+  // 64 x 64 tiles in every pass (ssdTuning.tiles: finer causal tiles, 4 x 4 per thread); the note
+  // gives each pass's GPU time.
+  type Variant = { chunk: number; tiles: readonly [number, number] | null };
+  const auto: Variant = { chunk: 0, tiles: null };
+  const variants: Variant[] = quick
+    ? [auto, { chunk: 8, tiles: null }, { chunk: 0, tiles: [1, 1] }]
+    : [auto, { chunk: 256, tiles: null }, { chunk: 64, tiles: null }, { chunk: 0, tiles: [1, 1] }];
+  const ssdShapes: [number, number, Variant[]][] = quick
+    ? [[1, 40, variants]]
     : [
-        [4, 16384],
-        [1, 2048],
-      ]) {
+        [4, 16384, variants],
+        [1, 2048, [auto]],
+      ];
+  for (const [b, l, list] of ssdShapes) {
     const [h, p, n, q] = quick ? [4, 16, 32, 16] : [24, 64, 128, 256];
-    const name = `ssd b${b} l${l} h${h} p${p} n${n} q${q}`;
-    if (!want(name)) continue;
+    const nameOf = ({ chunk, tiles }: Variant) =>
+      `ssd b${b} l${l} h${h} p${p} n${n} q${q}${chunk ? ` run as ${chunk}` : ''}${tiles ? ` tiles ${tiles}` : ''}`;
+    if (!list.some((v) => want(nameOf(v)))) continue;
     const args = timer.ssdArgs(b, l, h, p, n, q);
-    const ms = await time(() => be.ssd(args), 3, 1);
-    const bytes = ssdBytes(b, l, h, p, n);
-    rows.push({ name, ms, tokensPerSecond: (b * l) / (ms / 1000), gbps: bytes / ms / 1e6 });
+    for (const variant of list) {
+      const name = nameOf(variant);
+      if (!want(name)) continue;
+      Object.assign(ssdTuning, variant);
+      const { ms, passes } = await timer.ssd(args, 5, quick ? 50 : 500);
+      Object.assign(ssdTuning, auto);
+      const bytes = ssdBytes(b, l, h, p, n);
+      const note = passNote(passes);
+      rows.push({ name, ms, tokensPerSecond: (b * l) / (ms / 1000), gbps: bytes / ms / 1e6, note });
+    }
   }
 }
 

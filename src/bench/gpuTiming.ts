@@ -1,7 +1,8 @@
 // Timing on the WebGPU backend, shared by `mamba-ts bench --backend webgpu` (src/cli/benchWebgpu.ts)
 // and the kernel script src/bench/gpuKernels.ts: random inputs (never zeros), the median of
-// several submits after a warm-up (pipelines compiled, pool filled), GPU work waited for with
-// onSubmittedWorkDone, the inputs of the selective-scan and SSD kernels, whole-model prefill and
+// several submits after a warm-up (pipelines compiled, pool filled; for the SSD alone half a
+// second of calls, so that the GPU's clocks are up, and its GPU time per pass from timestamp
+// queries), GPU work waited for with onSubmittedWorkDone, the inputs of the selective-scan and SSD kernels, whole-model prefill and
 // decode, and the bytes models behind the bandwidth figures.
 
 import type { SelectiveScanArgs, SsdArgs } from '../backends/backend.ts';
@@ -30,6 +31,14 @@ export function selectiveScanBytes(b: number, l: number, d: number, n: number): 
  */
 export function ssdBytes(b: number, l: number, h: number, p: number, n: number): number {
   return (2 * h * p + h + 2 * n) * b * l * 4;
+}
+
+/** A note of the GPU time per pass: "GPU 4.140 ms: ssdOut 2.100, ssdChunkState 1.200, …" (ms). */
+export function passNote(passes: KernelTime[] | null): string {
+  if (passes === null) return 'no timestamp queries';
+  const ms = (k: KernelTime) => (k.us / 1000).toFixed(3);
+  const total = passes.reduce((sum, k) => sum + k.us, 0) / 1000;
+  return `GPU ${total.toFixed(3)} ms: ${passes.map((k) => `${k.name} ${ms(k)}`).join(', ')}`;
 }
 
 export interface DecodeTiming {
@@ -90,6 +99,32 @@ export class GpuTimer {
       times.push((performance.now() - t0) / inner);
     }
     return median(times);
+  }
+
+  /**
+   * The SSD alone (`be.ssd(args)`): ms per call, the median of `reps` submits of one call each,
+   * after at least `warmMs` of calls back to back; and, where the device has timestamp queries, the
+   * GPU µs of each pass (one more call, each dispatch in its own pass: `passes` sum to an upper
+   * bound of the GPU time). The long warm-up is there because the GPU's clocks follow its load: on
+   * the H100 a layer's call measured right after seconds of idling (its inputs made on the CPU)
+   * took ~20 ms of wall time against 4.1 ms of GPU timestamps for its passes measured in a busy loop.
+   */
+  async ssd(args: SsdArgs, reps: number, warmMs = 500): Promise<{ ms: number; passes: KernelTime[] | null }> {
+    const be = this.be;
+    const run = () => {
+      be.ssd(args);
+    };
+    const w0 = performance.now();
+    do {
+      be.tidy(run);
+      await this.idle();
+    } while (performance.now() - w0 < warmMs);
+    const ms = await this.time(run, reps);
+    if (!KernelProfile.available(be)) return { ms, passes: null };
+    const profile = new KernelProfile(be);
+    be.passTimer = profile;
+    be.tidy(run);
+    return { ms, passes: await profile.collect() };
   }
 
   /** Inputs of the selective scan alone: (b, l, d) activations, state n, Δ not projected. */

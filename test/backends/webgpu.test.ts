@@ -254,9 +254,10 @@ for (const [l, n] of [
 // l ≤ scan (ssdTuning.scanMaxLength) runs the recurrence (n = 6: its scalar, non-vec4 state
 // path), longer ones the chunked form: several chunks with the last one partial, q > l, groups 2,
 // p and n ragged against the 64-tiles (and more than one tile), tiles of 128 (rm, rn = 2), tiles
-// picked per pass (0, 0: 128 along dimensions ≥ 128) with a chunk of over 256 positions, and
-// chunk states computed transposed (n ≥ 128 > p). The initial state is random; the final state
-// is compared.
+// picked per pass (0, 0: 128 rows where there are ≥ 128, 64 columns) with a chunk of over 256 positions, and
+// chunk states computed transposed (n ≥ 128 > p); the model's chunk is run as it is (maxChunk
+// off) but in the last case, whose 200 is cut to the default maxChunk (128: the GPU runs other
+// chunks than the CPU). The initial state is random; the final state is compared.
 for (const [l, q, g, dtMax, n, p, scan, rm, rn] of [
   [1, 8, 1, Number.POSITIVE_INFINITY, 8, 3, 32, 1, 1],
   [29, 8, 2, Number.POSITIVE_INFINITY, 8, 3, 32, 1, 1],
@@ -269,13 +270,15 @@ for (const [l, q, g, dtMax, n, p, scan, rm, rn] of [
   [100, 48, 2, Number.POSITIVE_INFINITY, 33, 9, 0, 2, 1],
   [300, 270, 1, Number.POSITIVE_INFINITY, 130, 4, 0, 0, 0],
   [90, 40, 2, 0.05, 128, 5, 0, 1, 1],
+  [300, 200, 1, Number.POSITIVE_INFINITY, 128, 64, 0, 0, 0],
 ] as const) {
-  const name = `ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} n=${n} p=${p} scan≤${scan} tiles=${rm},${rn}`;
+  const maxChunk = q === 200 ? 128 : Number.POSITIVE_INFINITY;
+  const name = `ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} n=${n} p=${p} scan≤${scan} tiles=${rm},${rn} maxChunk=${maxChunk}`;
   test(name, { skip }, async (t) => {
     const rand = rngFor(t);
-    Object.assign(ssdTuning, { scanMaxLength: scan, tiles: rm === 0 ? null : [rm, rn] });
+    Object.assign(ssdTuning, { scanMaxLength: scan, maxChunk, tiles: rm === 0 ? null : [rm, rn] });
     t.after(() => {
-      Object.assign(ssdTuning, { scanMaxLength: 32, tiles: null });
+      Object.assign(ssdTuning, { scanMaxLength: 32, maxChunk: 128, tiles: null });
     });
     const [b, h] = [2, 4];
     const x = both(rand, [b, l, h * p]);
@@ -413,13 +416,16 @@ for (const [d, n, r, w, convBias, b, tuning] of [
 
 // The recurrence reads x, dt, B and C as column views in place (Backend.split's parts, as Mamba-2
 // passes them): row strides and offsets that are multiples of 4 (B, C read as vec4), and ones that
-// are not (n = 8 with an odd offset: B and C are copied first; n = 6: scalar reads).
+// are not (n = 8 with an odd offset: B and C are copied first; n = 6: scalar reads). So does the
+// chunked form (l > 32: several chunks of 8, the last partial), with any offset.
 for (const [l, n, pad] of [
   [1, 8, 0],
   [5, 8, 1],
   [3, 6, 1],
+  [45, 8, 1],
+  [40, 6, 0],
 ] as const) {
-  test(`ssd recurrence on views l=${l} n=${n} pad=${pad}`, { skip }, async (t) => {
+  test(`ssd ${l > 32 ? 'chunked' : 'recurrence'} on views l=${l} n=${n} pad=${pad}`, { skip }, async (t) => {
     const rand = rngFor(t);
     const g = gpu as Backend;
     const [b, h, p] = [2, 4, 3];

@@ -40,7 +40,7 @@ test('bench --backend webgpu --quick prints every row and writes JSON', {
     /^mamba2 +decode greedy \(ids back\) +b1 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
     /^mamba2 +decode \(logits back\) +b3 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
     /^mamba2 +decode greedy \(ids back\) +b3 +[\d.]+ +\d+ +\d+ dispatches, record [\d.]+ ms$/,
-    /^mamba2 +ssd \(1 layer\) +b1 x 32, 4x16 n32 q16 +[\d.]+ +\d+ +[\d.]+ +[\d.]+$/,
+    /^mamba2 +ssd \(1 layer\) +b1 x 48, 4x16 n32 q16 +[\d.]+ +\d+ +[\d.]+ +[\d.]+ +(GPU [\d.]+ ms: ssd\w+ [\d.]+(, ssd\w+ [\d.]+){4}|no timestamp queries)$/,
   ];
   const rows = lines.slice(2, -1);
   assert.equal(rows.length, expected.length, result.stdout);

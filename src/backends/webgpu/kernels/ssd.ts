@@ -14,30 +14,45 @@
 //   Reference: ssdRecurrent in src/backends/cpu/ssd.ts.
 // - longer ones: the chunked SSD of the paper in five passes (cumulative sums, chunk states,
 //   carry over chunks, C·Bᵀ, outputs), most of the work matmul-shaped in workgroup memory; see
-//   ssdChunked.ts for its passes, bindings and thread mapping. Reference: ssdChunked.
+//   ssdChunked.ts for its passes, bindings and thread mapping. x, dt, B and C are read in place
+//   as views (any offset and row stride: scalar reads), so Mamba-2's split parts are not copied.
+//   Reference: ssdChunked.
 
 import type { SsdArgs } from '../../backend.ts';
 import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
-import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumWgsl, outWgsl } from './ssdChunked.ts';
+import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumViewsWgsl, outWgsl } from './ssdChunked.ts';
 
 /**
  * scanMaxLength: the longest l run by the recurrence; chunk: the chunk length of the chunked form
- * (0: the model's chunkSize); tiles: [rm, rn], the tiles of every chunked pass in 64s (null: per
- * pass, 128 along a dimension of ≥ 128, else 64). Tests and benchmarks may change them.
+ * (0: the model's chunkSize, cut to maxChunk); tiles: [rm, rn], the tiles of every chunked pass in
+ * 64s (null: per pass, 128 rows where there are ≥ 128, else 64; 64 columns). Tests and benchmarks
+ * may change them. maxChunk: the chunked form is exact for any chunk length (only the rounding
+ * differs), and its cost per position and head is 4·n·p FLOPs whatever q (chunk states, then C·h)
+ * plus ~q·p for the causal product, against 3·h·p·n·4 bytes of chunk states moved per chunk. For
+ * Mamba-2 130m at 4 × 16384 (h 24, p 64, n 128), q = 128 instead of its 256 saves ~14 GFLOP
+ * (~0.65 ms at the H100's 21-23 TFLOP/s of tiled f32) for 0.8 GB more of state traffic (~0.3 ms
+ * at 2.85 TB/s). An estimate: `node dist/src/bench/gpuKernels.js --only=ssd` times both.
  */
-export const ssdTuning: { scanMaxLength: number; chunk: number; tiles: readonly [number, number] | null } = {
+export const ssdTuning: {
+  scanMaxLength: number;
+  chunk: number;
+  maxChunk: number;
+  tiles: readonly [number, number] | null;
+} = {
   scanMaxLength: 32,
   chunk: 0,
+  maxChunk: 128,
   tiles: null,
 };
 
-/** A pass's tiles [rm, rn] for output dimensions m × n, within the workgroup memory limit. */
-function tilesFor(be: WebGpuBackend, m: number, n: number): [number, number] {
-  let [rm, rn] = ssdTuning.tiles ?? [m >= 128 ? 2 : 1, n >= 128 ? 2 : 1];
-  // 64 × 128 tiles ran 4× slower than 64 × 64 ones on the H100 (chunk states, 2026-11-23).
-  if (ssdTuning.tiles === null && rm === 1 && rn === 2) rn = 1;
+/** A pass's tiles [rm, rn] for `rows` output rows, within the workgroup memory limit. */
+function tilesFor(be: WebGpuBackend, rows: number): [number, number] {
+  // 64 × 128 tiles ran 4× slower than 64 × 64 ones on the H100 (chunk states, 2026-11-23), while
+  // 128 × 64 ones (chunk states transposed, outputs) did not: RN = 2 is what the mma's inner bb
+  // loop adds, so the passes pick 64 columns (C·Bᵀ too: 128 × 64, the same causal tile skips).
+  const [rm, rn] = ssdTuning.tiles ?? [rows >= 128 ? 2 : 1, 1];
   // Two KT × 64·r slabs of f32 (KT = 16).
   return (rm + rn) * 64 * 16 * 4 <= be.limits.maxComputeWorkgroupStorageSize ? [rm, rn] : [1, 1];
 }
@@ -144,28 +159,34 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
     );
     return y;
   }
-  const [x, dt, B, C] = [args.x, args.dt, args.B, args.C].map((t) => be.dense(t as GpuTensor));
-  const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : args.chunkSize, l);
+  // Column views read in place: their whole buffers bound, (offset, row stride) in the params.
+  const [xv, dtv, Bv, Cv] = [args.x, args.dt, args.B, args.C].map((t) => viewOf(t as GpuTensor));
+  const [x, dt, B, C] = [xv, dtv, Bv, Cv].map((v) => v.base);
+  const views = [xv, dtv, Bv, Cv].flatMap((v) => [v.offset, v.stride]);
+  const q = Math.min(ssdTuning.chunk > 0 ? ssdTuning.chunk : Math.min(args.chunkSize, ssdTuning.maxChunk), l);
   const chunks = Math.ceil(l / q);
   const transposed = n >= 128 && p < 128;
-  const [sm, sn] = transposed ? tilesFor(be, n, p) : tilesFor(be, p, n);
-  const [cm, cn] = tilesFor(be, q, q);
-  const [om, on] = tilesFor(be, q, p);
+  const [sm, sn] = tilesFor(be, transposed ? n : p);
+  const [cm, cn] = tilesFor(be, q);
+  const [om, on] = tilesFor(be, q);
   const base = [l, h, p, g, n, q, chunks, ...limits];
   const dl = be.alloc([b, h, l]);
   const cs = be.alloc([b, h, l, 2]);
   const S = be.alloc([b, chunks, h, p, n]);
   const cbT = be.alloc([b, chunks, g, q, q]);
   be.dispatch(
-    { name: 'ssdCumsum', wgsl: cumsumWgsl },
+    { name: 'ssdCumsum', wgsl: cumsumViewsWgsl },
     [dt, dtBias, A, dl, cs],
-    [...base, 0, 0],
+    [...base, 0, 0, ...views],
     [h, chunks, b],
   );
   be.dispatch(
-    { name: 'ssdChunkState', wgsl: chunkStateWgsl(sm, sn, transposed) },
+    {
+      name: 'ssdChunkState',
+      wgsl: memo(`state${sm}${sn}${transposed}`, () => chunkStateWgsl(sm, sn, transposed, true)),
+    },
     [x, B, dl, cs, S],
-    [...base, 0, 0],
+    [...base, 0, 0, ...views],
     [
       Math.ceil((transposed ? n : p) / (64 * sm)) * Math.ceil((transposed ? p : n) / (64 * sn)),
       h,
@@ -181,15 +202,15 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
     g3.workgroups,
   );
   be.dispatch(
-    { name: 'ssdCb', wgsl: cbWgsl(cm, cn) },
+    { name: 'ssdCb', wgsl: memo(`cb${cm}${cn}`, () => cbWgsl(cm, cn, true)) },
     [B, C, cbT],
-    [...base, 0, 0],
+    [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * cm)) * Math.ceil(q / (64 * cn)), g, b * chunks],
   );
   be.dispatch(
-    { name: 'ssdOut', wgsl: outWgsl(om, on) },
+    { name: 'ssdOut', wgsl: memo(`out${om}${on}`, () => outWgsl(om, on)) },
     [x, C, dl, cs, S, cbT, D, y],
-    [...base, 0, 0],
+    [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * om)) * Math.ceil(p / (64 * on)), h, b * chunks],
   );
   for (const t of [dl, cs, S, cbT]) be.release(t);

@@ -12,13 +12,18 @@
 //      head; b·K + chunk). Grid (⌈rows/TM⌉·⌈columns/TN⌉, h, b·K).
 //   3. ssdCarry: h_c = exp(cs_last,c) h_{c−1} + S_c; S_c is overwritten with h_{c−1} (the state
 //      entering chunk c) and the final state goes to `state`. Thread (b, head, p·n element),
-//      chunks sequential. Grid 1-D over b·h·p·n (grid1d).
+//      chunks sequential, their S read four at a time (latency: one load per chunk in turn kept
+//      the pass near half of the bandwidth). Grid 1-D over b·h·p·n (grid1d).
 //   4. ssdCb: CBᵀ[s][t] = B_s · C_t (q × q per group and chunk; tiles wholly above the diagonal,
 //      s > t, are skipped). Workgroup (s-tile, t-tile; group; b·K + chunk).
 //      Grid (⌈q/TM⌉·⌈q/TN⌉, g, b·K).
 //   5. ssdOut: y_t = exp(cs_t) C_t h_{c−1}ᵀ + Σ_{s≤t} CBᵀ[s][t] exp(cs_t − cs_s) Δ_s x_s + D x_t,
 //      a (len × n)·(n × p) product then a causal (len × len)·(len × p) one into the same
-//      accumulators. Workgroup (t-tile, p-tile; head; b·K + chunk). Grid (⌈q/TM⌉·⌈p/TN⌉, h, b·K).
+//      accumulators: its s-steps stop at the tile's last row, and inside a step a thread skips
+//      the multiply-adds of a block of 4 rows that all lie before s (zeros of the triangle), so
+//      the causal part costs ~half of a square instead of 3/4 (128-row tiles, q = 256). D x_t is
+//      added through the diagonal of the causal matrix (x is read once).
+//      Workgroup (t-tile, p-tile; head; b·K + chunk). Grid (⌈q/TM⌉·⌈p/TN⌉, h, b·K).
 // Every exponent is ≤ 0. The thread mapping of the tiled passes (2, 4, 5) is in ssdTiles.ts:
 // 256 threads, each a 4·RM × 4·RN block of a TM × TN output tile (TM, TN = 64 or 128).
 // Bindings (b, l, h, p, g, n; K chunks of q):
@@ -30,11 +35,45 @@
 //   cb: 0 B · 1 C (b, l, g, n) · 2 cbT (b, K, g, q, q)
 //   out: 0 x · 1 C · 2 dl · 3 cs · 4 S (states entering chunks) · 5 cbT · 6 D (h) · 7 y (b, l, h, p)
 //   each followed by the uniform params {l, h, p, g, n, q, chunks, dtMin, dtMax,
-//   stride, total} (stride and total: the 1-D grids' fold and thread count).
+//   stride, total} (stride and total: the 1-D grids' fold and thread count), then, in the
+//   forward (all but carry), the element offset and row stride of x, dt, B and C: these may be
+//   column views (Backend.split's parts), bound as their whole buffers, and the shapes above are
+//   their logical ones (x's row (b, t) starts at xOffset + (b·l + t)·xStride). The backward
+//   (ssdBackwardChunked.ts) reruns cumsum, chunkState, carry and cb on dense inputs without them.
 
-import { accessors, mma, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
+import {
+  accessors,
+  mma,
+  mmaSkipping,
+  params,
+  paramsWith,
+  stageSlab,
+  tileHeader,
+  tileStart,
+} from './ssdTiles.ts';
 
-export const cumsumWgsl = /* wgsl */ `${params}
+/**
+ * The params and where row r (= b·l + t) of x, dt, B and C starts: read in place as column views
+ * (`views`: the forward, with the element offset and row stride of each after ssdTiles' params) or
+ * dense (the backward, which hands dense tensors and ssdTiles' params alone).
+ */
+function rowStarts(views: boolean): string {
+  if (!views)
+    return /* wgsl */ `${params}
+fn xRow(r: u32) -> u32 { return r * params.h * params.p; }
+fn dtRow(r: u32) -> u32 { return r * params.h; }
+fn bRow(r: u32) -> u32 { return r * params.g * params.n; }
+fn cRow(r: u32) -> u32 { return r * params.g * params.n; }`;
+  return /* wgsl */ `${paramsWith(`,
+  xOffset: u32, xStride: u32, dtOffset: u32, dtStride: u32, bOffset: u32, bStride: u32, cOffset: u32,
+  cStride: u32`)}
+fn xRow(r: u32) -> u32 { return params.xOffset + r * params.xStride; }
+fn dtRow(r: u32) -> u32 { return params.dtOffset + r * params.dtStride; }
+fn bRow(r: u32) -> u32 { return params.bOffset + r * params.bStride; }
+fn cRow(r: u32) -> u32 { return params.cOffset + r * params.cStride; }`;
+}
+
+const cumsumFor = (views: boolean) => /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> dt: array<f32>;
 @group(0) @binding(1) var<storage, read> dtBias: array<f32>;
 @group(0) @binding(2) var<storage, read> A: array<f32>;
@@ -71,7 +110,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t = s0 + lid;
     var d = 0.0;
     if (t < len) {
-      d = clamp(softplus(dt[(bi * params.l + t0 + t) * h + hh] + bias), params.dtMin, params.dtMax);
+      let at = dtRow(bi * params.l + t0 + t) + hh;
+      d = clamp(softplus(dt[at] + bias), params.dtMin, params.dtMax);
     }
     var v = toFixed(d * a);
     buf[lid] = v;
@@ -93,6 +133,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }`;
 
+/** The cumulative sums reading dt dense (the backward) or as a view (the forward). */
+export const [cumsumWgsl, cumsumViewsWgsl] = [cumsumFor(false), cumsumFor(true)];
+
 export const carryWgsl = /* wgsl */ `${params}
 @group(0) @binding(0) var<storage, read> cs: array<vec2<u32>>;
 @group(0) @binding(1) var<storage, read_write> S: array<f32>;
@@ -110,19 +153,27 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   let bi = e / (pn * params.h);
   let rest = e % pn;
   let csAt = (bi * params.h + hh) * params.l;
+  let at0 = (bi * params.chunks * params.h + hh) * pn + rest; // chunk 0; chunk c is c·h·pn further
+  let step = params.h * pn;
   var s = state[e];
-  for (var c = 0u; c < params.chunks; c++) {
-    let at = ((bi * params.chunks + c) * params.h + hh) * pn + rest;
-    let local = S[at];
-    S[at] = s;
-    let last = cs[csAt + min((c + 1u) * params.q, params.l) - 1u];
-    s = exp(fixedValue(last)) * s + local;
+  for (var c0 = 0u; c0 < params.chunks; c0 += 4u) {
+    // Four chunks' S loaded before the first is used: four loads in flight, not one per turn.
+    var local = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) { if (c0 + j < params.chunks) { local[j] = S[at0 + (c0 + j) * step]; } }
+    for (var j = 0u; j < 4u; j++) {
+      let c = c0 + j;
+      if (c < params.chunks) {
+        S[at0 + c * step] = s;
+        let last = cs[csAt + min((c + 1u) * params.q, params.l) - 1u];
+        s = exp(fixedValue(last)) * s + local[j];
+      }
+    }
   }
   state[e] = s;
 }`;
 
 /** Rows p, columns n; or (transposed) rows n, columns p, stored back as (p, n). */
-export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): string {
+export function chunkStateWgsl(rm: number, rn: number, transposed: boolean, views = false): string {
   const xw = (r: number, slab: 'As' | 'Bs', first: '0' | 'n0' | 'm0') =>
     stageSlab(
       slab,
@@ -131,7 +182,7 @@ export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): str
       `let s = k0 + k;
       var w = 0.0;
       if (s < len) { w = exp(gap(csLast, cs[csAt + s])) * dl[csAt + s]; }
-      let xr = ((bi * params.l + t0 + s) * h + hh) * params.p;`,
+      let xr = xRow(bi * params.l + t0 + s) + hh * params.p;`,
       `let pi = ${first} + m + i; if (s < len && pi < params.p) { v[i] = w * x[xr + pi]; }`,
     );
   const bn = (r: number, slab: 'As' | 'Bs', first: 'n0' | 'm0') =>
@@ -139,16 +190,15 @@ export function chunkStateWgsl(rm: number, rn: number, transposed: boolean): str
       slab,
       r,
       'm',
-      'let s = k0 + k; let br = ((bi * params.l + t0 + s) * params.g + grp) * params.n;',
+      'let s = k0 + k; let br = bRow(bi * params.l + t0 + s) + grp * params.n;',
       `let ni = ${first} + m + i; if (s < len && ni < params.n) { v[i] = B[br + ni]; }`,
     );
-  const [rows, cols] = transposed ? ['ni', 'pi'] : ['pi', 'ni'];
-  return /* wgsl */ `${params}
+  return /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
 @group(0) @binding(3) var<storage, read> cs: array<vec2<u32>>;
-@group(0) @binding(4) var<storage, read_write> S: array<f32>;
+@group(0) @binding(4) var<storage, read_write> S: array<${transposed ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(5) var<uniform> params: Params;
 ${tileHeader(rm, rn)}
 ${accessors}
@@ -166,23 +216,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${mma}
   }
   let base = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
-  for (var a = 0u; a < RM; a++) {
+  ${transposed ? transposedStore : rowStore}
+}`;
+}
+
+/** chunkState's store with rows p: a thread's values along n lie 16 bytes apart. */
+const rowStore = /* wgsl */ `for (var a = 0u; a < RM; a++) {
     for (var i = 0u; i < 4u; i++) {
-      let ${rows} = m0 + rowOf(a, i, ty);
+      let pi = m0 + rowOf(a, i, ty);
       for (var bb = 0u; bb < RN; bb++) {
         let v = acc[(a * 4u + i) * RN + bb];
         for (var j = 0u; j < 4u; j++) {
-          let ${cols} = n0 + colOf(bb, j, tx);
+          let ni = n0 + colOf(bb, j, tx);
           if (pi < params.p && ni < params.n) { S[base + pi * params.n + ni] = v[j]; }
         }
       }
     }
-  }
-}`;
-}
+  }`;
 
-export function cbWgsl(rm: number, rn: number): string {
-  return /* wgsl */ `${params}
+/**
+ * chunkState's store with rows n (S bound as vec4): a thread's 4 rows of a column are 4
+ * consecutive floats of S, one vec4 store where n % 4 == 0 (a float each, n·4 bytes apart across
+ * a warp, cost 32 memory requests per store instruction), else component by component.
+ */
+const transposedStore = /* wgsl */ `for (var a = 0u; a < RM; a++) {
+    let ni = m0 + rowOf(a, 0u, ty);
+    for (var bb = 0u; bb < RN; bb++) {
+      let r = a * 4u * RN + bb;
+      for (var j = 0u; j < 4u; j++) {
+        let pi = n0 + colOf(bb, j, tx);
+        if (pi >= params.p || ni >= params.n) { continue; }
+        let v = vec4<f32>(acc[r][j], acc[r + RN][j], acc[r + 2u * RN][j], acc[r + 3u * RN][j]);
+        let e = base + pi * params.n + ni;
+        if (params.n % 4u == 0u) {
+          S[e / 4u] = v;
+        } else {
+          for (var i = 0u; i < 4u; i++) { if (ni + i < params.n) { S[(e + i) / 4u][(e + i) % 4u] = v[i]; } }
+        }
+      }
+    }
+  }`;
+
+export function cbWgsl(rm: number, rn: number, views = false): string {
+  return /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> B: array<f32>;
 @group(0) @binding(1) var<storage, read> C: array<f32>;
 @group(0) @binding(2) var<storage, read_write> cbT: array<f32>;
@@ -202,14 +278,14 @@ ${stageSlab(
   rm,
   'k',
   'let ki = k0 + k;',
-  'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[((row + s) * params.g + hh) * params.n + ki]; }',
+  'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[bRow(row + s) + hh * params.n + ki]; }',
 )}
     ${stageSlab(
       'Bs',
       rn,
       'k',
       'let ki = k0 + k;',
-      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[((row + t) * params.g + hh) * params.n + ki]; }',
+      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[cRow(row + t) + hh * params.n + ki]; }',
     )}
     ${mma}
   }
@@ -231,7 +307,7 @@ ${stageSlab(
 }
 
 export function outWgsl(rm: number, rn: number): string {
-  return /* wgsl */ `${params}
+  return /* wgsl */ `${rowStarts(true)}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> C: array<f32>;
 @group(0) @binding(2) var<storage, read> dl: array<f32>;
@@ -261,7 +337,7 @@ ${stageSlab(
   rm,
   'k',
   'let ki = k0 + k;',
-  'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[((row + t) * params.g + grp) * params.n + ki]; }',
+  'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[cRow(row + t) + grp * params.n + ki]; }',
 )}
     ${stageSlab(
       'Bs',
@@ -280,7 +356,9 @@ ${stageSlab(
       for (var bb = 0u; bb < RN; bb++) { acc[(a * 4u + i) * RN + bb] *= decay; }
     }
   }
-  // Inside the chunk: (CBᵀ ∘ L)ᵀ (len × len, s ≤ t) · (Δ x) (len × p).
+  // Inside the chunk: (CBᵀ ∘ L · Δ + D·I)ᵀ (len × len, s ≤ t) · x (len × p): the skip D x_t rides
+  // on the diagonal, so x is not read again for it.
+  let skip = D[hh];
   let cbAt = ((bi * params.chunks + c) * params.g + grp) * params.q * params.q;
   let send = min(len, m0 + TM);
   for (var k0 = 0u; k0 < send; k0 += KT) {
@@ -293,18 +371,18 @@ ${stageSlab(
       let css = cs[csAt + sc];
       let ds = dl[csAt + sc];
       let cbr = cbAt + sc * params.q;`,
-  'let t = m0 + m + i; if (s <= t && t < len) { v[i] = cbT[cbr + t] * exp(gap(cs[csAt + t], css)) * ds; }',
+  `let t = m0 + m + i;
+      if (s <= t && t < len) { v[i] = cbT[cbr + t] * exp(gap(cs[csAt + t], css)) * ds + select(0.0, skip, s == t); }`,
 )}
     ${stageSlab(
       'Bs',
       rn,
       'm',
-      'let s = k0 + k; let xr = ((row + s) * h + hh) * params.p;',
+      'let s = k0 + k; let xr = xRow(row + s) + hh * params.p;',
       'let pi = n0 + m + i; if (s < len && pi < params.p) { v[i] = x[xr + pi]; }',
     )}
-    ${mma}
+    ${mmaSkipping('m0 + rowOf(a, 3u, ty) < k0 + kk')}
   }
-  let skip = D[hh];
   for (var a = 0u; a < RM; a++) {
     for (var i = 0u; i < 4u; i++) {
       let t = m0 + rowOf(a, i, ty);
@@ -313,10 +391,7 @@ ${stageSlab(
         let v = acc[(a * 4u + i) * RN + bb];
         for (var j = 0u; j < 4u; j++) {
           let pi = n0 + colOf(bb, j, tx);
-          if (pi < params.p) {
-            let at = ((row + t) * h + hh) * params.p + pi;
-            y[at] = v[j] + skip * x[at];
-          }
+          if (pi < params.p) { y[((row + t) * h + hh) * params.p + pi] = v[j]; }
         }
       }
     }

@@ -11,9 +11,12 @@
 
 export const KT = 16;
 
-export const params = /* wgsl */ `
+/** The uniform params; `extra`: fields after them (", name: type, …"), e.g. a kernel's view offsets. */
+export const paramsWith = (extra: string) => /* wgsl */ `
 struct Params { l: u32, h: u32, p: u32, g: u32, n: u32, q: u32, chunks: u32, dtMin: f32, dtMax: f32,
-  stride: u32, total: u32 }`;
+  stride: u32, total: u32${extra} }`;
+
+export const params = paramsWith('');
 
 /** Constants and the two slabs of a tiled kernel. */
 export function tileHeader(rm: number, rn: number): string {
@@ -29,24 +32,34 @@ var<workgroup> As: array<vec4<f32>, ${KT * 16 * rm}>;
 var<workgroup> Bs: array<vec4<f32>, ${KT * 16 * rn}>;`;
 }
 
-/** The inner product of the staged slabs into acc (RM·RN·4 vec4, row-major over a, i, b). */
-export const mma = /* wgsl */ `
-    workgroupBarrier();
-    for (var kk = 0u; kk < KT; kk++) {
-      var bv: array<vec4<f32>, RN>;
-      for (var bb = 0u; bb < RN; bb++) { bv[bb] = Bs[kk * TN4 + tx + 16u * bb]; }
-      for (var a = 0u; a < RM; a++) {
-        let av = As[kk * TM4 + ty + 16u * a];
+/**
+ * The inner product of the staged slabs into acc (RM·RN·4 vec4, row-major over a, i, b). `skip`:
+ * a WGSL condition on (a, kk) under which the thread's row block a takes only zeros from slab row
+ * kk (the upper triangle of a causal product), so that it skips those multiply-adds.
+ */
+export function mmaSkipping(skip: string | null): string {
+  const body = /* wgsl */ `let av = As[kk * TM4 + ty + 16u * a];
         for (var bb = 0u; bb < RN; bb++) {
           let o = (a * 4u) * RN + bb;
           acc[o] += av.x * bv[bb];
           acc[o + RN] += av.y * bv[bb];
           acc[o + 2u * RN] += av.z * bv[bb];
           acc[o + 3u * RN] += av.w * bv[bb];
-        }
+        }`;
+  const guarded = skip === null ? body : `if (!(${skip})) {\n        ${body}\n        }`;
+  return /* wgsl */ `
+    workgroupBarrier();
+    for (var kk = 0u; kk < KT; kk++) {
+      var bv: array<vec4<f32>, RN>;
+      for (var bb = 0u; bb < RN; bb++) { bv[bb] = Bs[kk * TN4 + tx + 16u * bb]; }
+      for (var a = 0u; a < RM; a++) {
+        ${guarded}
       }
     }
     workgroupBarrier();`;
+}
+
+export const mma = mmaSkipping(null);
 
 /** The row and column of a thread's accumulator; the gap cs_t − cs_s. */
 export const accessors = /* wgsl */ `
