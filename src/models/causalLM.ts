@@ -158,9 +158,19 @@ export class CausalLM {
    * `grads` (zeros, or gradients to accumulate on; the same names as parameters()). `targets`
    * (b·l) replaces the next tokens: the id each position must predict, -1 where none (the
    * synthetic tasks count only their answers); the loss is the mean over the counted positions.
+   * `ssmStates` (one (b, ·) per layer, Mamba only): SSM states carried in, the initial states of the
+   * pass, left holding its final ones (training from states of earlier sequences).
    */
-  lossAndGrads(ids: Int32Array, batch: number, grads: Grads, targets?: Int32Array): Tensor {
+  lossAndGrads(
+    ids: Int32Array,
+    batch: number,
+    grads: Grads,
+    targets?: Int32Array,
+    ssmStates?: readonly Tensor[],
+  ): Tensor {
     const length = this.checkIds(ids, batch);
+    if (ssmStates && ssmStates.length !== this.blocks.length)
+      fail(`lossAndGrads: ${ssmStates.length} carried SSM states for ${this.blocks.length} layers`);
     const counted = this.targets(ids, batch, length, targets);
     const be = this.backend;
     const ops = be.training;
@@ -177,7 +187,7 @@ export class CausalLM {
         sums.push(added.residual);
         // Each block in its own tidy: only its output and what its backward needs stay.
         const normed = added.normed;
-        const { out, saved: kept } = be.tidy(() => block.mixer.forwardSaving(normed)); // (b, l, d)
+        const { out, saved: kept } = be.tidy(() => block.mixer.forwardSaving(normed, ssmStates?.[i])); // (b, l, d)
         saved.push(kept);
         // out becomes the next sum in place; the saved sum of this block stays as it is.
         added = be.addRmsNorm(added.residual, out, this.blocks[i + 1]?.norm ?? this.normF, eps);

@@ -25,6 +25,7 @@ interface Saved {
   B: Tensor; // (b, l, n)
   C: Tensor; // (b, l, n)
   y: Tensor; // (b, l, dInner)
+  h0: Tensor; // (b, dInner, n) the initial SSM state
 }
 
 export class MambaMixer implements Mixer {
@@ -95,11 +96,16 @@ export class MambaMixer implements Mixer {
     return be.linear(y, this.outProj, this.outProjBias); // (b, l, d)
   }
 
-  forwardSaving(hidden: Tensor): { out: Tensor; saved: Saved } {
+  forwardSaving(hidden: Tensor, ssm?: Tensor): { out: Tensor; saved: Saved } {
     const be = this.backend;
     const { intermediateSize: dInner, stateSize: n, timeStepRank: r } = this.config;
     const [b] = hidden.shape;
     const state = zeroLayerState(be, this.config, b);
+    const h0 = state.ssm; // (b, dInner, n): a copy of the carried state, which the scan advances
+    if (ssm) {
+      be.training.accumulate(h0, ssm);
+      state.ssm = ssm;
+    }
     const xz = be.linear(hidden, this.inProj, this.inProjBias); // (b, l, 2·dInner)
     const [x, z] = be.split(xz, [dInner, dInner]); // (b, l, dInner) each
     const u = be.causalConv1d(x, this.convWeight, this.convBias, state.conv, true); // (b, l, dInner)
@@ -108,7 +114,7 @@ export class MambaMixer implements Mixer {
     const delta = be.linear(dtLow, this.dtProj, null); // (b, l, dInner)
     const y = be.selectiveScan(this.scanArgs(u, delta, B, C, z, state.ssm)); // (b, l, dInner)
     const out = be.linear(y, this.outProj, this.outProjBias); // (b, l, d)
-    return { out, saved: { hidden, x, z, u, dtLow, delta, B, C, y } };
+    return { out, saved: { hidden, x, z, u, dtLow, delta, B, C, y, h0 } };
   }
 
   backward(dOut: Tensor, saved: unknown, grads: Grads): Tensor {
@@ -117,13 +123,11 @@ export class MambaMixer implements Mixer {
     const s = saved as Saved;
     const g = (key: string) => grads.get(this.p.name(key))!;
     const gOpt = (key: string) => grads.get(this.p.name(key)) ?? null;
-    const [b] = s.hidden.shape;
-    const state = zeroLayerState(be, this.config, b);
     const dy = ops.linearBackward(dOut, s.y, this.outProj, {
       weight: g('out_proj.weight'),
       bias: gOpt('out_proj.bias'),
     })!; // (b, l, dInner)
-    const scan = ops.selectiveScanBackward(this.scanArgs(s.u, s.delta, s.B, s.C, s.z, state.ssm), dy, {
+    const scan = ops.selectiveScanBackward(this.scanArgs(s.u, s.delta, s.B, s.C, s.z, s.h0), dy, {
       deltaBias: g('dt_proj.bias'),
       ALog: g('A_log'),
       D: g('D'),

@@ -6,6 +6,7 @@
 // when n_groups > 1, and checkpoints such as Codestral were trained with the former.
 
 import type { Backend } from '../backends/backend.ts';
+import { fail } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { Mamba2Config } from './config.ts';
 import { flatConv, type Grads, type Mixer, type Parameters } from './mixer.ts';
@@ -65,7 +66,8 @@ export class Mamba2Mixer implements Mixer {
     return this.run(zxbcdt, state).out;
   }
 
-  forwardSaving(hidden: Tensor): { out: Tensor; saved: Saved } {
+  forwardSaving(hidden: Tensor, ssm?: Tensor): { out: Tensor; saved: Saved } {
+    if (ssm) fail('training from a carried SSM state: only the Mamba (S6) mixer takes one, not Mamba-2');
     const state = zeroLayerState(this.backend, this.config, hidden.shape[0]);
     const { out, ...saved } = this.run(this.project(hidden), state);
     return { out, saved: { hidden, ...saved } };

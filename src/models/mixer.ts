@@ -16,8 +16,12 @@ export interface Mixer {
   readonly inProjection?: { weight: Tensor; bias: Tensor | null };
   /** forward from in_proj's output (b, l, ·) on: forward = fromProjection(in_proj(hidden)). */
   fromProjection?(projected: Tensor, state: LayerState): Tensor;
-  /** forward from a zero state, keeping what `backward` needs. */
-  forwardSaving(hidden: Tensor): { out: Tensor; saved: unknown };
+  /**
+   * forward keeping what `backward` needs, from a zero state or, where given, from `ssm`: an SSM
+   * state carried in (b, ·) that is read as the initial state and left holding the final one (its
+   * gradient is not taken). Only the Mamba (S6) mixer takes one; the conv state starts at zero.
+   */
+  forwardSaving(hidden: Tensor, ssm?: Tensor): { out: Tensor; saved: unknown };
   /** Gradient of the input (b, l, d) from that of the output; adds parameter gradients to `grads`. */
   backward(dOut: Tensor, saved: unknown, grads: Grads): Tensor;
 }

@@ -74,7 +74,8 @@ export class S4dMixer implements Mixer {
     return be.linear(y, this.outProj, this.outProjBias); // (b, l, d)
   }
 
-  forwardSaving(hidden: Tensor): { out: Tensor; saved: Saved } {
+  forwardSaving(hidden: Tensor, ssm?: Tensor): { out: Tensor; saved: Saved } {
+    if (ssm) fail('training from a carried SSM state: only the Mamba (S6) mixer takes one, not S4D');
     const be = this.backend;
     const dInner = this.config.intermediateSize;
     const state = zeroLayerState(be, this.config, hidden.shape[0]);
