@@ -100,8 +100,8 @@ export class MambaMixer implements Mixer {
     const be = this.backend;
     const { intermediateSize: dInner, stateSize: n, timeStepRank: r } = this.config;
     const [b] = hidden.shape;
-    const state = zeroLayerState(be, this.config, b);
-    const h0 = state.ssm; // (b, dInner, n): a copy of the carried state, which the scan advances
+    const state = zeroLayerState(be, this.config, b); // the scan advances state.ssm
+    const h0 = be.zeros(state.ssm.shape); // (b, dInner, n) the initial state, kept for backward
     if (ssm) {
       be.training.accumulate(h0, ssm);
       state.ssm = ssm;
