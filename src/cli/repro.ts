@@ -1,6 +1,6 @@
 // `mamba-ts repro selective-copying|induction-heads [--layer s6|s4d|both] [--backend cpu|webgpu]
-// [--quick] [--steps N] [--batch B] [--lr LR] [--curriculum L:S,...] [--seed N] [--max-test-length N]
-// [--out DIR]`:
+// [--quick] [--steps N] [--batch B] [--lr LR] [--curriculum L:S,...] [--state-passing P] [--seed N]
+// [--max-test-length N] [--out DIR]`:
 // the Mamba paper's synthetic tasks (§4.1.1; src/train/tasks/). Trains the paper's 2-layer,
 // width-64 model with the S6 layer, the S4D layer or both, evaluates, prints the accuracy table
 // (rows: test lengths, columns: layers) and writes OUT/results.json (settings, machine, timings,
@@ -28,6 +28,7 @@ const options = {
   batch: { type: 'string' },
   lr: { type: 'string' },
   curriculum: { type: 'string' },
+  'state-passing': { type: 'string' },
   seed: { type: 'string' },
   'max-test-length': { type: 'string' },
   out: { type: 'string' },
@@ -153,12 +154,18 @@ export async function reproCommand(argv: string[]): Promise<void> {
   if (!(lr > 0 && Number.isFinite(lr))) fail(`repro: --lr must be a positive number, got "${values.lr}"`);
   const maxTest = intOption('repro', values, 'max-test-length', Math.max(...base.testLengths), 1);
   const steps = intOption('repro', values, 'steps', base.steps, 1);
+  const passing = values['state-passing'] === undefined ? 0 : Number(values['state-passing']);
+  if (!(passing >= 0 && passing < 1))
+    fail(`repro: --state-passing must be a probability in [0, 1), got "${values['state-passing']}"`);
+  if (passing > 0 && layers.includes('s4d'))
+    fail('repro: --state-passing needs --layer s6 (the S4D layer takes no carried state)');
   const setting: Setting = {
     ...base,
     steps,
     batch: intOption('repro', values, 'batch', base.batch, 1),
     lr,
     testLengths: base.testLengths.filter((l) => l <= maxTest),
+    ...(passing > 0 ? { statePassing: passing } : {}),
     ...(typeof values.curriculum === 'string'
       ? { curriculum: parseCurriculum(values.curriculum, steps, task) }
       : {}),

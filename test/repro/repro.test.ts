@@ -70,13 +70,15 @@ test('repro induction-heads --quick: S6 recalls at the training length and up to
 });
 
 test('repro: a bad task, layer or option is a one-line error', async () => {
-  const [task, layer, steps, format, tooLong, tooShort] = await Promise.all([
+  const [task, layer, steps, format, tooLong, tooShort, passing, passingS4d] = await Promise.all([
     cli(['repro', 'copying']),
     cli(['repro', 'induction-heads', '--layer', 's5']),
     cli(['repro', 'induction-heads', '--steps', '0']),
     cli(['repro', 'induction-heads', '--curriculum', '64x100']),
     cli(['repro', 'induction-heads', '--quick', '--curriculum', '8:100,12:50']),
     cli(['repro', 'selective-copying', '--quick', '--curriculum', '3:10']),
+    cli(['repro', 'induction-heads', '--layer', 's6', '--state-passing', '1']),
+    cli(['repro', 'induction-heads', '--state-passing', '0.5']),
   ]);
   assertOneLineError(task, /repro: name a task: selective-copying or induction-heads \(got copying\)/);
   assertOneLineError(layer, /--layer must be s6, s4d or both, got "s5"/);
@@ -87,5 +89,7 @@ test('repro: a bad task, layer or option is a one-line error', async () => {
   );
   assertOneLineError(tooLong, /--curriculum's 150 steps leave none of the 150 for the training length/);
   assertOneLineError(tooShort, /--curriculum length 3 is shorter than selective-copying's shortest, 4/);
+  assertOneLineError(passing, /--state-passing must be a probability in \[0, 1\), got "1"/);
+  assertOneLineError(passingS4d, /--state-passing needs --layer s6/);
   assert.ok(!existsSync(join('repro', 'copying')));
 });

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
 import { CausalLM } from '../../src/models/causalLM.ts';
 import { initParameters } from '../../src/models/init.ts';
-import { lengthAt, type Setting, taskModelConfig } from '../../src/train/tasks/experiment.ts';
+import { lengthAt, runExperiment, type Setting, taskModelConfig } from '../../src/train/tasks/experiment.ts';
 import { inductionHeads } from '../../src/train/tasks/inductionHeads.ts';
 import { selectiveCopying } from '../../src/train/tasks/selectiveCopying.ts';
 import { evaluate } from '../../src/train/tasks/task.ts';
@@ -78,6 +78,28 @@ test("curriculum: each stage's steps at its length, then the training length", (
   const lengths = Array.from({ length: 10 }, (_, i) => lengthAt(staged, i + 1));
   assert.deepEqual(lengths, [16, 16, 16, 32, 32, 64, 64, 64, 64, 64]);
   assert.equal(lengthAt(base, 1), 64);
+});
+
+test('state passing: a run from carried states is its own and repeats exactly', async () => {
+  const task = inductionHeads(16);
+  const setting: Setting = {
+    steps: 6,
+    batch: 4,
+    trainLength: 12,
+    lr: 1e-2,
+    warmup: 1,
+    testLengths: [12],
+    testBatch: 8,
+    piece: 12,
+  };
+  const losses = async (statePassing: number) =>
+    (await runExperiment(task, 's6', new CpuBackend(), { ...setting, statePassing }, 3)).history.train.map(
+      (p) => p.loss,
+    );
+  const [passed, again, zero] = [await losses(0.9), await losses(0.9), await losses(0)];
+  assert.deepEqual(passed, again);
+  assert.equal(passed[0], zero[0], 'the first step starts from zeros either way');
+  assert.notDeepEqual(passed, zero);
 });
 
 test('evaluate: in pieces through the recurrent state = forward at once (S6 and S4D)', async (t) => {

@@ -23,6 +23,12 @@ export interface Setting {
    * `length`; the steps left train at trainLength. The learning-rate schedule spans all steps.
    */
   curriculum?: ReadonlyArray<{ length: number; steps: number }>;
+  /**
+   * State passing (S6 only): the probability that a step starts from the previous step's final
+   * SSM states instead of zeros, so that training also sees states of long histories (the
+   * "unexplored states" of long test sequences). 0 or absent: every step from zeros.
+   */
+  statePassing?: number;
   lr: number;
   warmup: number;
   testLengths: number[];
@@ -105,11 +111,17 @@ export async function runExperiment(
   const data = new Random(seed + 1);
   const rand = () => data.uniform();
   const history: LossHistory = { train: [], val: [] };
+  const passing = setting.statePassing ?? 0;
+  const carried = passing > 0 ? model.newState(batch).layers.map((l) => l.ssm) : undefined; // (b, dInner, n) each
+  const passes = new Random(seed + 2);
   const started = performance.now();
   for (let step = 1; step <= steps; step++) {
     for (const g of grads.values()) backend.training.zero(g);
+    if (carried && passes.uniform() >= passing) for (const h of carried) backend.training.zero(h);
     const { ids, targets } = task.generate(rand, batch, lengthAt(setting, step));
-    const loss = (await backend.read(backend.tidy(() => model.lossAndGrads(ids, batch, grads, targets))))[0];
+    const loss = (
+      await backend.read(backend.tidy(() => model.lossAndGrads(ids, batch, grads, targets, carried)))
+    )[0];
     const { lr: stepLr } = await optimizer.update(grads, 1);
     model.refreshDerived();
     history.train.push({ step, loss, lr: stepLr });
