@@ -38,7 +38,7 @@ const rows: Row[] = [];
 
 const be = await WebGpuBackend.create();
 const description = be.context.description;
-const timer = new GpuTimer(be);
+const timer = new GpuTimer(be, quick ? 0 : 500);
 const random = timer.random.bind(timer);
 const time = timer.time.bind(timer);
 
@@ -126,7 +126,7 @@ async function kernels(): Promise<void> {
       const name = nameOf(variant);
       if (!want(name)) continue;
       Object.assign(ssdTuning, variant);
-      const { ms, passes } = await timer.ssd(args, 5, quick ? 50 : 500);
+      const { ms, passes } = await timer.ssd(args, 5);
       Object.assign(ssdTuning, auto);
       const bytes = ssdBytes(b, l, h, p, n);
       const note = passNote(passes);

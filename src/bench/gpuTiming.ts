@@ -1,14 +1,15 @@
 // Timing on the WebGPU backend, shared by `mamba-ts bench --backend webgpu` (src/cli/benchWebgpu.ts)
 // and the kernel script src/bench/gpuKernels.ts: random inputs (never zeros), the median of
-// several submits after a warm-up (pipelines compiled, pool filled; for the SSD alone half a
-// second of calls, so that the GPU's clocks are up, and its GPU time per pass from timestamp
-// queries), GPU work waited for with onSubmittedWorkDone, the inputs of the selective-scan and SSD kernels, whole-model prefill and
-// decode, and the bytes models behind the bandwidth figures.
+// several submits after a warm-up of half a second of the same work (pipelines compiled, pool
+// filled, the GPU's clocks up), the SSD's GPU time per pass from timestamp queries, GPU work
+// waited for with onSubmittedWorkDone, the inputs of the selective-scan and SSD kernels,
+// whole-model prefill and decode, and the bytes models behind the bandwidth figures.
 
 import type { SelectiveScanArgs, SsdArgs } from '../backends/backend.ts';
 import { backendTuning, type WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { CausalLM } from '../models/causalLM.ts';
+import { releaseState } from '../models/state.ts';
 import { KernelProfile, type KernelTime } from './gpuProfile.ts';
 
 export function median(xs: number[]): number {
@@ -56,6 +57,8 @@ export class GpuTimer {
 
   constructor(
     readonly be: WebGpuBackend,
+    /** How long every timing warms the GPU first (see `warm`). */
+    readonly warmMs = 500,
     seed = 12345,
   ) {
     this.seed = seed;
@@ -81,6 +84,20 @@ export class GpuTimer {
   }
 
   /**
+   * Runs `fn` and waits for the GPU, again and again for at least warmMs (once at least). The GPU's clocks follow its
+   * load: on the H100 a layer's SSD measured right after seconds of idling (its inputs made on the
+   * CPU) took ~20 ms of wall time against 4.1 ms of GPU timestamps for its passes measured in a
+   * busy loop, and short prefills varied 3× between runs; every timing here starts warm.
+   */
+  private async warm(fn: () => unknown): Promise<void> {
+    const w0 = performance.now();
+    do {
+      await fn();
+      await this.idle();
+    } while (performance.now() - w0 < this.warmMs);
+  }
+
+  /**
    * Median ms of `fn` recorded `inner` times per submit, over `reps` submits (after a warm-up).
    * `run` returns nothing, so every tensor `fn` makes (its result included) goes back to the pool.
    */
@@ -89,8 +106,7 @@ export class GpuTimer {
     const run = () => {
       fn();
     };
-    be.tidy(run);
-    await this.idle();
+    await this.warm(() => be.tidy(run));
     const times: number[] = [];
     for (let r = 0; r < reps; r++) {
       const t0 = performance.now();
@@ -102,23 +118,15 @@ export class GpuTimer {
   }
 
   /**
-   * The SSD alone (`be.ssd(args)`): ms per call, the median of `reps` submits of one call each,
-   * after at least `warmMs` of calls back to back; and, where the device has timestamp queries, the
-   * GPU µs of each pass (one more call, each dispatch in its own pass: `passes` sum to an upper
-   * bound of the GPU time). The long warm-up is there because the GPU's clocks follow its load: on
-   * the H100 a layer's call measured right after seconds of idling (its inputs made on the CPU)
-   * took ~20 ms of wall time against 4.1 ms of GPU timestamps for its passes measured in a busy loop.
+   * The SSD alone (`be.ssd(args)`): ms per call, the median of `reps` submits of one call each
+   * (warm: see `warm`); and, where the device has timestamp queries, the GPU µs of each pass (one
+   * more call, each dispatch in its own pass: `passes` sum to an upper bound of the GPU time).
    */
-  async ssd(args: SsdArgs, reps: number, warmMs = 500): Promise<{ ms: number; passes: KernelTime[] | null }> {
+  async ssd(args: SsdArgs, reps: number): Promise<{ ms: number; passes: KernelTime[] | null }> {
     const be = this.be;
     const run = () => {
       be.ssd(args);
     };
-    const w0 = performance.now();
-    do {
-      be.tidy(run);
-      await this.idle();
-    } while (performance.now() - w0 < warmMs);
     const ms = await this.time(run, reps);
     if (!KernelProfile.available(be)) return { ms, passes: null };
     const profile = new KernelProfile(be);
@@ -160,28 +168,31 @@ export class GpuTimer {
 
   /**
    * Median ms of a prefill of `batch` sequences of `length` tokens from a fresh state, LM head on
-   * the last positions (as generation does), logits read back; `reps` runs after one warm-up.
+   * the last positions (as generation does), logits read back; `reps` runs after the warm-up.
    */
   async prefill(model: CausalLM, batch: number, length: number, reps = 3): Promise<number> {
     const be = this.be;
     const vocab = model.config.vocabSize;
     const prompt = Int32Array.from({ length: batch * length }, (_, i) => (i * 7919) % vocab);
-    const times: number[] = [];
-    for (let r = 0; r <= reps; r++) {
+    const once = async () => {
       const state = model.newState(batch);
       await this.idle();
       const t0 = performance.now();
       const result = model.forward(prompt, batch, { state, lastOnly: true });
       await be.read(result.logits);
-      if (r > 0) times.push(performance.now() - t0);
-      be.release(result.logits);
-      be.release(result.hidden);
-    }
+      const ms = performance.now() - t0;
+      for (const t of [result.logits, result.hidden]) be.release(t);
+      releaseState(be, state);
+      return ms;
+    };
+    await this.warm(once);
+    const times: number[] = [];
+    for (let r = 0; r < reps; r++) times.push(await once());
     return median(times);
   }
 
   /**
-   * Decode of `batch` sequences: ms per step over `steps` steps after a 3-step warm-up. Each step
+   * Decode of `batch` sequences: ms per step over `steps` steps after the warm-up. Each step
    * reads back its logits or, with `greedy`, only the ids of their argmax (computed on the GPU),
    * which are the next step's tokens, as greedy generation does.
    */
@@ -201,7 +212,7 @@ export class GpuTimer {
       be.release(out);
       if (greedy) tokens = values as Int32Array;
     };
-    for (let i = 0; i < 3; i++) await step();
+    await this.warm(step);
     const d0 = be.dispatchCount;
     await step();
     const dispatches = be.dispatchCount - d0;

@@ -4,7 +4,8 @@
 // (Mamba-2: 24 heads of 64, n 128, chunk 256, batch 4 x 16384) kernels alone, in tokens/s per
 // layer with the fraction of the peak memory bandwidth (--peak-gbps) that their bytes model reaches
 // (see selectiveScanBytes and ssdBytes in src/bench/gpuTiming.ts); the SSD row's note gives the GPU
-// time of each of its passes (timestamp queries), beside its wall time after a clock warm-up. Models and inputs are random.
+// time of each of its passes (timestamp queries). Every row is timed after half a second of the
+// same work (the GPU's clocks follow its load). Models and inputs are random.
 // Decode runs twice: reading back the logits of each step, and greedy (argmax on the GPU, only the
 // ids read back, as generation does when greedy). --profile adds, per decode batch, the submit-to-
 // done time of one step recorded whole and the GPU time per kernel (timestamp queries).
@@ -121,7 +122,7 @@ export async function benchWebgpu(values: Values): Promise<void> {
   const json = (values.json as string | undefined) ?? 'bench/results/webgpu.json';
 
   const be = await WebGpuBackend.create();
-  const timer = new GpuTimer(be);
+  const timer = new GpuTimer(be, quick ? 0 : 500);
   const rows: GpuRow[] = [];
   const profiles: Array<
     { family: string; batch: number; variant: string } & Awaited<ReturnType<GpuTimer['decodeGpu']>>
@@ -183,7 +184,7 @@ export async function benchWebgpu(values: Values): Promise<void> {
     } else {
       const [b, l, h, p, n, q] = shapes.ssd;
       const args = timer.ssdArgs(b, l, h, p, n, q);
-      const { ms, passes } = await timer.ssd(args, shapes.kernelReps, quick ? 50 : 500);
+      const { ms, passes } = await timer.ssd(args, shapes.kernelReps);
       rows.push({
         ...kernel({
           family,
