@@ -98,6 +98,8 @@ export const CONV_BACKWARD_JOB = 5;
 /** How long an idle thread polls before it sleeps in Atomics.wait (ms): waking a sleeping thread
  * takes ~50 µs on a VM, against ~1 µs for a polling one, and decode calls come every few tens of µs. */
 const SPIN_MS = 1;
+/** Polls between two reads of the clock while spinning (a poll takes a few ns). */
+const SPIN_POLLS = 1024;
 /** Jobs below this many multiply-adds run on the calling thread alone (~20 µs of work). */
 const MIN_MACS = 1 << 15;
 /** Chunks per job at most (lo and hi fit a byte) and multiply-adds per chunk at least. */
@@ -166,11 +168,20 @@ export function workerCount(): number {
   return pool === null ? 0 : pool.ports.length;
 }
 
-/** Polls ctrl[slot] while it equals `value`, for SPIN_MS, then sleeps until it changes; returns it. */
+/**
+ * Polls ctrl[slot] while it equals `value`, for SPIN_MS, then sleeps until it changes; returns it.
+ * The clock is read once per SPIN_POLLS polls: each performance.now() allocates a heap number, and
+ * a thread spinning on it filled the main thread's young generation several times a step, so that
+ * scavenges promoted the live activations (SharedArrayBuffers, which V8 does not count as external
+ * memory) to the old generation, where they stayed as garbage until a rare full GC.
+ */
 export function waitWhile(ctrl: Int32Array, slot: number, value: number): number {
   const until = performance.now() + SPIN_MS;
   let v = Atomics.load(ctrl, slot);
-  while (v === value && performance.now() < until) v = Atomics.load(ctrl, slot);
+  for (let polls = 1; v === value; polls++) {
+    if (polls % SPIN_POLLS === 0 && performance.now() >= until) break;
+    v = Atomics.load(ctrl, slot);
+  }
   while (v === value) {
     Atomics.wait(ctrl, slot, value);
     v = Atomics.load(ctrl, slot);
@@ -332,10 +343,8 @@ export function parallelLinear(
   ctrl[WIDTH] = width;
   runJob(p, chunks, (first) => kernel(out, 0, x, 0, w, 0, bias, 0, m, n, k, width, first, claimLow));
   const split = Math.min(n, (Atomics.load(ctrl, NEXT) & 255) * width);
-  if (split < n) {
-    for (let i = 0; i < m; i++)
-      out.set(arena.subarray(oOff + i * n + split, oOff + (i + 1) * n), i * n + split);
-  }
+  // Copied back without a subarray per row: the main thread allocates as little as it can (see waitWhile).
+  for (let i = 0; i < m; i++) for (let j = split; j < n; j++) out[i * n + j] = arena[oOff + i * n + j];
   return true;
 }
 
