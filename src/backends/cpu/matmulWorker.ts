@@ -1,10 +1,11 @@
 // Worker thread of the linear() pool (threads.ts): waits for a job in the shared control block,
 // marks itself BUSY, claims column chunks from the top and runs linearCols on them, reading x and
-// bias from the shared arena and writing out there (or, for a TRANSPOSE job, transposeCols between
-// two registered buffers, or for a LANES job the chunks of a lane job of laneJobs.ts, on views of
-// the buffers posted with it, let go of afterwards); then clears BUSY. SharedArrayBuffers arrive
-// once each on a MessagePort, read synchronously with receiveMessageOnPort whenever ctrl[POSTED]
-// is ahead of what this worker has consumed. Never returns to its event loop.
+// bias from the shared arena and writing out there (w registered, or posted with the job when
+// fresh; or, for a TRANSPOSE job, transposeCols between the two buffers posted with it, or for a
+// LANES job the chunks of a lane job of laneJobs.ts, on views of the buffers posted with it; job
+// buffers are let go of afterwards); then clears BUSY. SharedArrayBuffers arrive on a MessagePort,
+// read synchronously with receiveMessageOnPort whenever ctrl[POSTED] is ahead of what this worker
+// has consumed. Never returns to its event loop.
 
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { laneJobs } from './laneJobs.ts';
@@ -129,10 +130,11 @@ for (let seq = 0; ; ) {
     } else if (first >= 0) {
       const arena = view(ctrl[A_ID]);
       const bOff = ctrl[B_OFF];
-      const w = view(ctrl[W_ID]);
+      const w = ctrl[W_ID] === 0 ? new Float32Array(lane[0]) : view(ctrl[W_ID]);
       const bias = bOff < 0 ? null : arena;
       const [m, n, k, width] = [ctrl[M], ctrl[N], ctrl[K], ctrl[WIDTH]];
       linearCols(arena, ctrl[O_OFF], arena, 0, w, ctrl[W_OFF], bias, bOff, m, n, k, width, first, claimHigh);
+      lane = [];
     }
   } catch {
     Atomics.store(ctrl, FAILED, 1);

@@ -18,6 +18,8 @@
 // in, the workers write their columns of out there (chunks [split, chunks), one block) and the main
 // thread copies them back: O(m·(k + n)) against O(m·n·k) work, about a microsecond at decode and
 // < 1% at prefill, where registering every fresh activation buffer would cost a postMessage each.
+// A w that is an activation (wFresh: linearBackward's swapped products, dy's rows) travels with the
+// job instead (W_ID = 0), like a lane job's arrays below.
 //
 // Jobs. The pool also runs the transposes of linearBackward.ts (transposeCols over column chunks,
 // ctrl[KIND] = TRANSPOSE), whose source and destination must both live in SharedArrayBuffers and,
@@ -189,6 +191,11 @@ export function waitWhile(ctrl: Int32Array, slot: number, value: number): number
   return v;
 }
 
+/** Buffers registered with the workers so far (weights and the shared arena; 0 without a pool). */
+export function registeredCount(): number {
+  return pool === null ? 0 : pool.nextId - 1;
+}
+
 /** Claims the highest unclaimed chunk (workers), or the lowest (`low`, the main thread); −1 if none. */
 export function claim(ctrl: Int32Array, low: boolean): number {
   for (let v = Atomics.load(ctrl, NEXT); ; ) {
@@ -305,7 +312,9 @@ function runJob(p: Pool, chunks: number, mine: (first: number) => void): void {
 
 /**
  * Runs linear() on the pool and returns true, or returns false (the caller runs it alone) when there
- * are no workers, the job is small or w is not backed by a SharedArrayBuffer.
+ * are no workers, the job is small or w is not backed by a SharedArrayBuffer. A `wFresh` w (an
+ * activation, used once) travels with the job instead of being registered: the workers would hold
+ * a registered buffer until a FinalizationRegistry callback that a training loop never lets run.
  */
 export function parallelLinear(
   out: Float32Array,
@@ -316,6 +325,7 @@ export function parallelLinear(
   n: number,
   k: number,
   kernel: LinearChunks,
+  wFresh = false,
 ): boolean {
   if (m * n * k < MIN_MACS || n < 16 || !(w.buffer instanceof SharedArrayBuffer)) return false;
   const p = workers();
@@ -335,12 +345,13 @@ export function parallelLinear(
   ctrl[M] = m;
   ctrl[N] = n;
   ctrl[K] = k;
-  ctrl[W_ID] = idOf(p, w.buffer);
+  ctrl[W_ID] = wFresh ? 0 : idOf(p, w.buffer);
   ctrl[W_OFF] = w.byteOffset >> 2;
   ctrl[A_ID] = idOf(p, arena.buffer as SharedArrayBuffer);
   ctrl[B_OFF] = bias === null ? -1 : xLen;
   ctrl[O_OFF] = oOff;
   ctrl[WIDTH] = width;
+  if (wFresh) broadcast(p, { lane: [w.buffer] });
   runJob(p, chunks, (first) => kernel(out, 0, x, 0, w, 0, bias, 0, m, n, k, width, first, claimLow));
   const split = Math.min(n, (Atomics.load(ctrl, NEXT) & 255) * width);
   // Copied back without a subarray per row: the main thread allocates as little as it can (see waitWhile).
