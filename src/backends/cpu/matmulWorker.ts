@@ -5,7 +5,8 @@
 // LANES job the chunks of a lane job of laneJobs.ts, on views of the buffers posted with it; job
 // buffers are let go of afterwards); then clears BUSY. SharedArrayBuffers arrive on a MessagePort,
 // read synchronously with receiveMessageOnPort whenever ctrl[POSTED] is ahead of what this worker
-// has consumed. Never returns to its event loop.
+// has consumed. Never returns to its event loop; counts the bytes of the job buffers it receives
+// (countShared: they prompt no collection otherwise, see Memory in threads.ts).
 
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { laneJobs } from './laneJobs.ts';
@@ -20,6 +21,7 @@ import {
   C1,
   COLS,
   claim,
+  countShared,
   D_OFF,
   FAILED,
   JOB,
@@ -60,8 +62,10 @@ function sync(): void {
     const msg = receiveMessageOnPort(port);
     if (msg === undefined) break;
     const m = msg.message as PoolMessage;
-    if ('lane' in m) lane = m.lane;
-    else if (m.sab === undefined) views.delete(m.id);
+    if ('lane' in m) {
+      lane = m.lane;
+      for (const sab of lane) countShared(sab.byteLength);
+    } else if (m.sab === undefined) views.delete(m.id);
     else views.set(m.id, new Float32Array(m.sab, 0, m.sab.byteLength >> 2));
     consumed++;
   }
