@@ -55,6 +55,8 @@ let consumed = 0;
 
 /** The buffers of the latest lane job posted, held while it runs. */
 let lane: SharedArrayBuffer[] = [];
+/** Their bytes since the last job ended, counted then (a collection is best done while not BUSY). */
+let received = 0;
 
 /** Reads the messages posted so far: registrations, drops, lane jobs' buffers. */
 function sync(): void {
@@ -64,7 +66,7 @@ function sync(): void {
     const m = msg.message as PoolMessage;
     if ('lane' in m) {
       lane = m.lane;
-      for (const sab of lane) countShared(sab.byteLength);
+      for (const sab of lane) received += sab.byteLength;
     } else if (m.sab === undefined) views.delete(m.id);
     else views.set(m.id, new Float32Array(m.sab, 0, m.sab.byteLength >> 2));
     consumed++;
@@ -144,4 +146,6 @@ for (let seq = 0; ; ) {
     Atomics.store(ctrl, FAILED, 1);
   }
   if (Atomics.sub(ctrl, BUSY, 1) === 1) Atomics.notify(ctrl, BUSY);
+  countShared(received);
+  received = 0;
 }
