@@ -78,7 +78,7 @@ function product(
 ) {
   if (r > c) {
     const swapped = room(2, c * r); // (c, r)
-    linear(swapped, b, a, null, c, r, s);
+    linear(swapped, b, a, null, c, r, s, true); // a: dy's rows, fresh
     transpose(into, swapped, r, 0, c, 0, r, add);
   } else if (add) {
     const sum = room(2, r * c); // (r, c)

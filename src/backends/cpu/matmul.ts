@@ -34,7 +34,10 @@ let wPack: number[] = [];
 let xPack: number[] = [];
 const tile = new Float64Array(8);
 
-/** out (m, n) = x (m, k) · wᵀ + bias for row-major float32 arrays (views allowed). */
+/**
+ * out (m, n) = x (m, k) · wᵀ + bias for row-major float32 arrays (views allowed); `wFresh`: w is an
+ * activation used once, not a weight (the worker pool then sends it with the job, see threads.ts).
+ */
 export function linear(
   out: Float32Array,
   x: Float32Array,
@@ -43,12 +46,13 @@ export function linear(
   m: number,
   n: number,
   k: number,
+  wFresh = false,
 ): void {
   if (out.length < m * n || x.length < m * k || w.length < n * k || (bias !== null && bias.length < n)) {
     throw new RangeError(`linear: arrays too short for m=${m} n=${n} k=${k}`);
   }
   if (m === 0 || n === 0) return;
-  if (!parallelLinear(out, x, w, bias, m, n, k, linearCols)) {
+  if (!parallelLinear(out, x, w, bias, m, n, k, linearCols, wFresh)) {
     linearCols(out, 0, x, 0, w, 0, bias, 0, m, n, k, n, 0, none);
   }
 }

@@ -1,10 +1,12 @@
 // Worker thread of the linear() pool (threads.ts): waits for a job in the shared control block,
 // marks itself BUSY, claims column chunks from the top and runs linearCols on them, reading x and
-// bias from the shared arena and writing out there (or, for a TRANSPOSE job, transposeCols between
-// two registered buffers, or for a LANES job the chunks of a lane job of laneJobs.ts, on views of
-// the buffers posted with it, let go of afterwards); then clears BUSY. SharedArrayBuffers arrive
-// once each on a MessagePort, read synchronously with receiveMessageOnPort whenever ctrl[POSTED]
-// is ahead of what this worker has consumed. Never returns to its event loop.
+// bias from the shared arena and writing out there (w registered, or posted with the job when
+// fresh; or, for a TRANSPOSE job, transposeCols between the two buffers posted with it, or for a
+// LANES job the chunks of a lane job of laneJobs.ts, on views of the buffers posted with it; job
+// buffers are let go of afterwards); then clears BUSY. SharedArrayBuffers arrive on a MessagePort,
+// read synchronously with receiveMessageOnPort whenever ctrl[POSTED] is ahead of what this worker
+// has consumed. Never returns to its event loop; counts the bytes of the job buffers it receives
+// (countShared: they prompt no collection otherwise, see Memory in threads.ts).
 
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { laneJobs } from './laneJobs.ts';
@@ -19,6 +21,7 @@ import {
   C1,
   COLS,
   claim,
+  countShared,
   D_OFF,
   FAILED,
   JOB,
@@ -52,6 +55,8 @@ let consumed = 0;
 
 /** The buffers of the latest lane job posted, held while it runs. */
 let lane: SharedArrayBuffer[] = [];
+/** Their bytes since the last job ended, counted then (a collection is best done while not BUSY). */
+let received = 0;
 
 /** Reads the messages posted so far: registrations, drops, lane jobs' buffers. */
 function sync(): void {
@@ -59,8 +64,10 @@ function sync(): void {
     const msg = receiveMessageOnPort(port);
     if (msg === undefined) break;
     const m = msg.message as PoolMessage;
-    if ('lane' in m) lane = m.lane;
-    else if (m.sab === undefined) views.delete(m.id);
+    if ('lane' in m) {
+      lane = m.lane;
+      for (const sab of lane) received += sab.byteLength;
+    } else if (m.sab === undefined) views.delete(m.id);
     else views.set(m.id, new Float32Array(m.sab, 0, m.sab.byteLength >> 2));
     consumed++;
   }
@@ -129,13 +136,16 @@ for (let seq = 0; ; ) {
     } else if (first >= 0) {
       const arena = view(ctrl[A_ID]);
       const bOff = ctrl[B_OFF];
-      const w = view(ctrl[W_ID]);
+      const w = ctrl[W_ID] === 0 ? new Float32Array(lane[0]) : view(ctrl[W_ID]);
       const bias = bOff < 0 ? null : arena;
       const [m, n, k, width] = [ctrl[M], ctrl[N], ctrl[K], ctrl[WIDTH]];
       linearCols(arena, ctrl[O_OFF], arena, 0, w, ctrl[W_OFF], bias, bOff, m, n, k, width, first, claimHigh);
+      lane = [];
     }
   } catch {
     Atomics.store(ctrl, FAILED, 1);
   }
   if (Atomics.sub(ctrl, BUSY, 1) === 1) Atomics.notify(ctrl, BUSY);
+  countShared(received);
+  received = 0;
 }

@@ -18,6 +18,8 @@
 // in, the workers write their columns of out there (chunks [split, chunks), one block) and the main
 // thread copies them back: O(m·(k + n)) against O(m·n·k) work, about a microsecond at decode and
 // < 1% at prefill, where registering every fresh activation buffer would cost a postMessage each.
+// A w that is an activation (wFresh: linearBackward's swapped products, dy's rows) travels with the
+// job instead (W_ID = 0), like a lane job's arrays below.
 //
 // Jobs. The pool also runs the transposes of linearBackward.ts (transposeCols over column chunks,
 // ctrl[KIND] = TRANSPOSE), whose source and destination must both live in SharedArrayBuffers and,
@@ -32,11 +34,25 @@
 // their buffers travel with each job in one message per worker (~10 µs), which the workers let go
 // of when the job ends.
 //
+// Memory. V8 gives SharedArrayBuffers no weight in its collection heuristics (their per-isolate
+// accounting length is 0, src/objects/backing-store.h: sharing one buffer between isolates would
+// count it twice), so their bytes never prompt a collection: a buffer lives until every thread that
+// holds a wrapper of it collects that wrapper, which its JS allocations alone decide. A wrapper that
+// survives two scavenges waits for a full collection that may never come: a training step's
+// activations (tensors are SABs) piled up on every thread count, 3.8 GB after 25 steps of Mamba
+// small at 4 × 256 on 2 threads and 2.9 GB on 1, and the workers, which allocate next to nothing,
+// kept the wrappers of every job's buffers. So each thread counts the shared bytes it makes
+// (sharedF32, sharedF64) or receives (the workers' job buffers) and collects its heap once per
+// GC_BYTES of them (countShared): a full collection of a heap of a few tens of MB (~10 ms) per
+// 512 MiB of buffers. The main thread also allocates next to nothing while it waits (waitWhile).
+//
 // Size: MAMBA_TS_THREADS threads in all (main included; 0 or 1: no workers), by default
 // os.availableParallelism(). Workers start on the first large enough job, with weights in a SAB, and
 // are unref'd, so they never keep the process alive. Left out: calls from workers.
 
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { linearCols } from './matmul.ts';
 import type { transposeCols } from './transpose.ts';
@@ -98,6 +114,8 @@ export const CONV_BACKWARD_JOB = 5;
 /** How long an idle thread polls before it sleeps in Atomics.wait (ms): waking a sleeping thread
  * takes ~50 µs on a VM, against ~1 µs for a polling one, and decode calls come every few tens of µs. */
 const SPIN_MS = 1;
+/** Polls between two reads of the clock while spinning (a poll takes a few ns). */
+const SPIN_POLLS = 1024;
 /** Jobs below this many multiply-adds run on the calling thread alone (~20 µs of work). */
 const MIN_MACS = 1 << 15;
 /** Chunks per job at most (lo and hi fit a byte) and multiply-adds per chunk at least. */
@@ -105,6 +123,8 @@ const MAX_CHUNKS = 128;
 const CHUNK_MACS = 1 << 14;
 /** Transposes below this many values run on the calling thread alone. */
 const MIN_MOVES = 1 << 16;
+/** Bytes of SharedArrayBuffers a thread makes or receives between two collections (see Memory). */
+const GC_BYTES = 512 * 2 ** 20;
 /** Lane jobs below this much work (the caller's count, ~multiply-adds) run on the calling thread. */
 const MIN_LANE_WORK = 1 << 16;
 /** Chunks of a lane job at most. */
@@ -112,13 +132,33 @@ const LANE_CHUNKS = 32;
 /** How long the first parallel job waits for the workers to load before it gives up on them (ms). */
 const START_MS = 10_000;
 
+let sharedBytes = 0;
+let collect: (() => void) | null = null;
+
+/**
+ * Counts `bytes` of SharedArrayBuffers this thread made or received and, once GC_BYTES are counted,
+ * collects its heap (module state is per thread; see Memory above).
+ */
+export function countShared(bytes: number): void {
+  sharedBytes += bytes;
+  if (sharedBytes < GC_BYTES) return;
+  sharedBytes = 0;
+  if (collect === null) {
+    setFlagsFromString('--expose-gc');
+    collect = runInNewContext('gc') as () => void;
+  }
+  collect();
+}
+
 /** A zeroed float32 array backed by a SharedArrayBuffer, so that worker threads can read it. */
 export function sharedF32(length: number): Float32Array {
+  countShared(length * 4);
   return new Float32Array(new SharedArrayBuffer(length * 4));
 }
 
 /** A zeroed float64 array backed by a SharedArrayBuffer (lane jobs' partial sums). */
 export function sharedF64(length: number): Float64Array {
+  countShared(length * 8);
   return new Float64Array(new SharedArrayBuffer(length * 8));
 }
 
@@ -166,16 +206,30 @@ export function workerCount(): number {
   return pool === null ? 0 : pool.ports.length;
 }
 
-/** Polls ctrl[slot] while it equals `value`, for SPIN_MS, then sleeps until it changes; returns it. */
+/**
+ * Polls ctrl[slot] while it equals `value`, for SPIN_MS, then sleeps until it changes; returns it.
+ * The clock is read once per SPIN_POLLS polls: each performance.now() allocates a heap number, and
+ * a thread spinning on it filled the main thread's young generation several times a step, so that
+ * scavenges promoted the live activations (SharedArrayBuffers, which V8 does not count as external
+ * memory) to the old generation, where they stayed as garbage until a rare full GC.
+ */
 export function waitWhile(ctrl: Int32Array, slot: number, value: number): number {
   const until = performance.now() + SPIN_MS;
   let v = Atomics.load(ctrl, slot);
-  while (v === value && performance.now() < until) v = Atomics.load(ctrl, slot);
+  for (let polls = 1; v === value; polls++) {
+    if (polls % SPIN_POLLS === 0 && performance.now() >= until) break;
+    v = Atomics.load(ctrl, slot);
+  }
   while (v === value) {
     Atomics.wait(ctrl, slot, value);
     v = Atomics.load(ctrl, slot);
   }
   return v;
+}
+
+/** Buffers registered with the workers so far (weights and the shared arena; 0 without a pool). */
+export function registeredCount(): number {
+  return pool === null ? 0 : pool.nextId - 1;
 }
 
 /** Claims the highest unclaimed chunk (workers), or the lowest (`low`, the main thread); −1 if none. */
@@ -294,7 +348,9 @@ function runJob(p: Pool, chunks: number, mine: (first: number) => void): void {
 
 /**
  * Runs linear() on the pool and returns true, or returns false (the caller runs it alone) when there
- * are no workers, the job is small or w is not backed by a SharedArrayBuffer.
+ * are no workers, the job is small or w is not backed by a SharedArrayBuffer. A `wFresh` w (an
+ * activation, used once) travels with the job instead of being registered: the workers would hold
+ * a registered buffer until a FinalizationRegistry callback that a training loop never lets run.
  */
 export function parallelLinear(
   out: Float32Array,
@@ -305,6 +361,7 @@ export function parallelLinear(
   n: number,
   k: number,
   kernel: LinearChunks,
+  wFresh = false,
 ): boolean {
   if (m * n * k < MIN_MACS || n < 16 || !(w.buffer instanceof SharedArrayBuffer)) return false;
   const p = workers();
@@ -324,18 +381,17 @@ export function parallelLinear(
   ctrl[M] = m;
   ctrl[N] = n;
   ctrl[K] = k;
-  ctrl[W_ID] = idOf(p, w.buffer);
+  ctrl[W_ID] = wFresh ? 0 : idOf(p, w.buffer);
   ctrl[W_OFF] = w.byteOffset >> 2;
   ctrl[A_ID] = idOf(p, arena.buffer as SharedArrayBuffer);
   ctrl[B_OFF] = bias === null ? -1 : xLen;
   ctrl[O_OFF] = oOff;
   ctrl[WIDTH] = width;
+  if (wFresh) broadcast(p, { lane: [w.buffer] });
   runJob(p, chunks, (first) => kernel(out, 0, x, 0, w, 0, bias, 0, m, n, k, width, first, claimLow));
   const split = Math.min(n, (Atomics.load(ctrl, NEXT) & 255) * width);
-  if (split < n) {
-    for (let i = 0; i < m; i++)
-      out.set(arena.subarray(oOff + i * n + split, oOff + (i + 1) * n), i * n + split);
-  }
+  // Copied back without a subarray per row: the main thread allocates as little as it can (see waitWhile).
+  for (let i = 0; i < m; i++) for (let j = split; j < n; j++) out[i * n + j] = arena[oOff + i * n + j];
   return true;
 }
 
