@@ -53,8 +53,9 @@ const { ctrl, params, port } = workerData as { ctrl: Int32Array; params: Float64
 const views = new Map<number, Float32Array>();
 let consumed = 0;
 
-/** The buffers of the latest lane job posted, held while it runs. */
+/** The buffers of the latest lane job posted, held while it runs, and that job's SEQ. */
 let lane: SharedArrayBuffer[] = [];
+let laneSeq = 0;
 /** Their bytes since the last job ended, counted then (a collection is best done while not BUSY). */
 let received = 0;
 
@@ -66,6 +67,7 @@ function sync(): void {
     const m = msg.message as PoolMessage;
     if ('lane' in m) {
       lane = m.lane;
+      laneSeq = m.seq;
       for (const sab of lane) received += sab.byteLength;
     } else if (m.sab === undefined) views.delete(m.id);
     else views.set(m.id, new Float32Array(m.sab, 0, m.sab.byteLength >> 2));
@@ -110,7 +112,9 @@ for (let seq = 0; ; ) {
   Atomics.add(ctrl, BUSY, 1);
   try {
     const first = claimHigh();
-    if (first < 0) lane = [];
+    // Nothing left to claim: the buffers go unless they are for a job not started yet (posted
+    // after this wake's SEQ; the thread then wakes again at once and runs that job with them).
+    if (first < 0 && laneSeq <= seq) lane = [];
     if (first >= 0 && ctrl[KIND] === LANES) lanes(first);
     else if (first >= 0 && ctrl[KIND] === TRANSPOSE) {
       sync();

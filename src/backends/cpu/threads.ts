@@ -246,7 +246,9 @@ export function claim(ctrl: Int32Array, low: boolean): number {
 
 /** What the workers' ports carry: a buffer registered (id, sab) or dropped (id), or the buffers of
  * the next lane job (lane), held by the workers for that job only. */
-export type PoolMessage = { id: number; sab?: SharedArrayBuffer } | { lane: SharedArrayBuffer[] };
+export type PoolMessage =
+  | { id: number; sab?: SharedArrayBuffer }
+  | { lane: SharedArrayBuffer[]; seq: number }; // seq: the SEQ of the job they are for
 
 interface Pool {
   ctrl: Int32Array;
@@ -303,6 +305,11 @@ function startPool(workers: number): Pool {
 function broadcast(p: Pool, message: PoolMessage): void {
   for (const port of p.ports) port.postMessage(message);
   Atomics.add(p.ctrl, POSTED, 1);
+}
+
+/** Posts the buffers of the job about to start (runJob bumps SEQ next), tagged with its SEQ. */
+function postLane(p: Pool, buffers: SharedArrayBuffer[]): void {
+  broadcast(p, { lane: buffers, seq: Atomics.load(p.ctrl, SEQ) + 1 });
 }
 
 const dropped = new FinalizationRegistry((id: number) => {
@@ -387,7 +394,7 @@ export function parallelLinear(
   ctrl[B_OFF] = bias === null ? -1 : xLen;
   ctrl[O_OFF] = oOff;
   ctrl[WIDTH] = width;
-  if (wFresh) broadcast(p, { lane: [w.buffer] });
+  if (wFresh) postLane(p, [w.buffer as SharedArrayBuffer]);
   runJob(p, chunks, (first) => kernel(out, 0, x, 0, w, 0, bias, 0, m, n, k, width, first, claimLow));
   const split = Math.min(n, (Atomics.load(ctrl, NEXT) & 255) * width);
   // Copied back without a subarray per row: the main thread allocates as little as it can (see waitWhile).
@@ -428,7 +435,7 @@ export function parallelTranspose(
   ctrl[ADD] = add ? 1 : 0;
   ctrl[WIDTH] = width;
   const chunks = Math.ceil((c1 - c0) / width);
-  broadcast(p, { lane: [src.buffer, dst.buffer] });
+  postLane(p, [src.buffer as SharedArrayBuffer, dst.buffer as SharedArrayBuffer]);
   runJob(p, chunks, (first) => kernel(dst, 0, src, 0, cols, r0, r1, c0, c1, add, width, first, claimLow));
   return true;
 }
@@ -472,7 +479,10 @@ export function runLanes<Arrays extends { [K in keyof Arrays]: LaneArray }>(
     ctrl[at + 1] = v.length;
     ctrl[at + 2] = v instanceof Float64Array ? 1 : 0;
   });
-  broadcast(p, { lane: values.map((v) => v.buffer as SharedArrayBuffer) });
+  postLane(
+    p,
+    values.map((v) => v.buffer as SharedArrayBuffer),
+  );
   runJob(p, chunks, (first) => {
     for (let c = first; c >= 0; c = claimLow()) chunk(c, p.params);
   });
