@@ -11,8 +11,8 @@
 // 8 params (ssdTiles.ts).
 // Reference: dB of src/backends/cpu/ssdBackward.ts.
 
-import { eachAcc, scaleRows } from './ssdBackwardTiles.ts';
-import { accessors, mma, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
+import { eachAcc, scaleRows, stateProduct } from './ssdBackwardTiles.ts';
+import { accessors, chunkRows, mma, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
 
 export function dbWgsl(rm: number, rn: number): string {
   return /* wgsl */ `${params}
@@ -32,30 +32,9 @@ ${accessors}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${tileStart('((params.q + TM - 1u) / TM)')}
   // Rows are s, columns n.
-  if (m0 >= len) { return; }
-  let h = params.h;
-  let grp = hh / (h / params.g);
-  let row = bi * params.l + t0;
-  let csAt = (bi * h + hh) * params.l + t0;
-  let sAt = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
+  ${chunkRows}
   // From the state leaving the chunk: x (len × p) · dS (p × n), times exp(cs_last − cs_s) Δ_s.
-  for (var k0 = 0u; k0 < params.p; k0 += KT) {
-${stageSlab(
-  'As',
-  rm,
-  'k',
-  'let pi = k0 + k;',
-  'let s = m0 + m + i; if (s < len && pi < params.p) { v[i] = x[((row + s) * h + hh) * params.p + pi]; }',
-)}
-${stageSlab(
-  'Bs',
-  rn,
-  'm',
-  'let pi = k0 + k;',
-  'let ni = n0 + m + i; if (pi < params.p && ni < params.n) { v[i] = dS[sAt + pi * params.n + ni]; }',
-)}
-    ${mma}
-  }
+  ${stateProduct(rm, rn, 'x', 'dS')}
   let csLast = cs[csAt + len - 1u];
   ${scaleRows('s', 'exp(gap(csLast, cs[csAt + s])) * dl[csAt + s]')}
   ${eachAcc('s', 'ni', 'if (s < len && ni < params.n) { dBs[((row + s) * h + hh) * params.n + ni] = v[j]; }')}

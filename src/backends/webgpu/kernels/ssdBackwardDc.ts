@@ -11,8 +11,8 @@
 // 7 params (ssdTiles.ts).
 // Reference: dC of src/backends/cpu/ssdBackward.ts.
 
-import { eachAcc, scaleRows } from './ssdBackwardTiles.ts';
-import { accessors, mma, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
+import { eachAcc, scaleRows, stateProduct } from './ssdBackwardTiles.ts';
+import { accessors, chunkRows, mma, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
 
 export function dcWgsl(rm: number, rn: number): string {
   return /* wgsl */ `${params}
@@ -31,30 +31,9 @@ ${accessors}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${tileStart('((params.q + TM - 1u) / TM)')}
   // Rows are t, columns n.
-  if (m0 >= len) { return; }
-  let h = params.h;
-  let grp = hh / (h / params.g);
-  let row = bi * params.l + t0;
-  let csAt = (bi * h + hh) * params.l + t0;
-  let sAt = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
+  ${chunkRows}
   // From the state entering the chunk: dy (len × p) · h_{c−1} (p × n), times exp(cs_t).
-  for (var k0 = 0u; k0 < params.p; k0 += KT) {
-${stageSlab(
-  'As',
-  rm,
-  'k',
-  'let pi = k0 + k;',
-  'let t = m0 + m + i; if (t < len && pi < params.p) { v[i] = dy[((row + t) * h + hh) * params.p + pi]; }',
-)}
-${stageSlab(
-  'Bs',
-  rn,
-  'm',
-  'let pi = k0 + k;',
-  'let ni = n0 + m + i; if (pi < params.p && ni < params.n) { v[i] = S[sAt + pi * params.n + ni]; }',
-)}
-    ${mma}
-  }
+  ${stateProduct(rm, rn, 'dy', 'S')}
   ${scaleRows('t', 'exp(fixedValue(cs[csAt + t]))')}
   ${eachAcc('t', 'ni', 'if (t < len && ni < params.n) { dCs[((row + t) * h + hh) * params.n + ni] = v[j]; }')}
   // Inside the chunk: P (len × len, s ≤ t) · B (len × n).

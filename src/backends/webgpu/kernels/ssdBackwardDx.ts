@@ -11,7 +11,7 @@
 // Reference: dx of src/backends/cpu/ssdBackward.ts (dx = Δ du + D dy).
 
 import { eachAcc, scaleRows } from './ssdBackwardTiles.ts';
-import { accessors, mma, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
+import { accessors, chunkRows, mma, params, stageSlab, tileHeader, tileStart } from './ssdTiles.ts';
 
 export function dxWgsl(rm: number, rn: number): string {
   return /* wgsl */ `${params}
@@ -29,12 +29,7 @@ ${accessors}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${tileStart('((params.q + TM - 1u) / TM)')}
   // Rows are s, columns p.
-  if (m0 >= len) { return; }
-  let h = params.h;
-  let grp = hh / (h / params.g);
-  let row = bi * params.l + t0;
-  let csAt = (bi * h + hh) * params.l + t0;
-  let sAt = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
+  ${chunkRows}
   // From the state leaving the chunk: B_s (len × n) · dSᵀ (n × p), times exp(cs_last − cs_s).
   for (var k0 = 0u; k0 < params.n; k0 += KT) {
 ${stageSlab(

@@ -43,6 +43,7 @@
 
 import {
   accessors,
+  chunkRows,
   mma,
   mmaSkipping,
   params,
@@ -324,13 +325,8 @@ ${accessors}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${tileStart('((params.q + TM - 1u) / TM)')}
   // Rows are t, columns p.
-  if (m0 >= len) { return; }
-  let h = params.h;
-  let grp = hh / (h / params.g);
-  let row = bi * params.l + t0;
-  let csAt = (bi * h + hh) * params.l + t0;
+  ${chunkRows}
   // The carried-in state: C_t (len × n) · h_{c−1}ᵀ (n × p).
-  let sAt = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
   for (var k0 = 0u; k0 < params.n; k0 += KT) {
 ${stageSlab(
   'As',

@@ -105,3 +105,16 @@ export const tileStart = (tilesM: string) => /* wgsl */ `
   let m0 = tileM * TM;
   let n0 = tileN * TN;
   var acc: array<vec4<f32>, RM * RN * 4u>;`;
+
+/**
+ * After tileStart, in the kernels whose tile rows are a chunk's positions: a tile past the chunk's
+ * end returns; h, the head's group, the chunk's first row of (b, l, ·), its first cs entry (b, h, l)
+ * and its state (b, K, h, p, n).
+ */
+export const chunkRows = /* wgsl */ `
+  if (m0 >= len) { return; }
+  let h = params.h;
+  let grp = hh / (h / params.g);
+  let row = bi * params.l + t0;
+  let csAt = (bi * h + hh) * params.l + t0;
+  let sAt = ((bi * params.chunks + c) * h + hh) * params.p * params.n;`;
