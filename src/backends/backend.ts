@@ -120,6 +120,15 @@ export interface Backend {
     weight: Tensor,
     bias: Tensor | null,
   ): { residual: Tensor; out: Tensor };
+  /**
+   * A whole Mamba block for one token per sequence (decoding), fused where the backend can:
+   * residual' = Σ_p hidden[p] + residual (or Σ_p hidden[p]); the mixer's output out_proj(mambaStep(
+   * in_proj(RMSNorm(residual') · norm))) comes back as P' partial sums (P', b, 1, d) whose sum is
+   * the output, so that a backend may leave out_proj's reduction over dInner to the next block's
+   * norm (the WebGPU one does at small batches); `whole` asks for P' = 1 (before the final norm).
+   * Both states advance.
+   */
+  mambaBlockStep(args: MambaBlockStepArgs): { residual: Tensor; hidden: Tensor };
 
   // S4D ops (appended; optional: the CPU and WebGPU backends have them).
   /**
@@ -151,4 +160,16 @@ export interface MambaStepArgs {
   D: Tensor; // (dInner)
   convState: Tensor; // (b, dInner, w-1) in/out
   ssmState: Tensor; // (b, dInner, n) in/out
+}
+
+export interface MambaBlockStepArgs extends Omit<MambaStepArgs, 'xz'> {
+  hidden: Tensor; // (P, b, 1, d)  the block's input as P partial sums
+  residual: Tensor | null; // (b, 1, d)  null in the first block
+  norm: Tensor; // (d)  the block's RMSNorm weight
+  eps: number;
+  inProj: Tensor; // (2·dInner, d)
+  inProjBias: Tensor | null; // (2·dInner)
+  outProj: Tensor; // (d, dInner)
+  outProjBias: Tensor | null; // (d)
+  whole: boolean; // return the output as one tensor (P' = 1)
 }

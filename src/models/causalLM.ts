@@ -342,10 +342,19 @@ export class CausalLM {
     const eps = this.config.layerNormEpsilon;
     return be.tidy(() => {
       const ids = this.idsTensor(tokens, count); // (b)
-      let hidden = be.reshape(be.embedding(ids, this.embeddings), [count, 1, this.config.hiddenSize]); // (b, 1, d)
+      const d = this.config.hiddenSize;
+      let hidden = be.reshape(be.embedding(ids, this.embeddings), [count, 1, d]); // (b, 1, d)
       let residual: Tensor | null = null; // (b, 1, d)
+      const last = this.blocks.length - 1;
       for (const [i, { norm, mixer }] of this.blocks.entries()) {
         [residual, hidden] = be.tidy(() => {
+          if (mixer.blockStep) {
+            // The whole block fused (Backend.mambaBlockStep): hidden goes between blocks as partial sums.
+            const parts = i === 0 ? be.reshape(hidden, [1, ...hidden.shape]) : hidden; // (P, b, 1, d)
+            const block = mixer.blockStep(parts, residual, norm, eps, state.layers[i], i === last);
+            const out = i === last ? be.reshape(block.hidden, [count, 1, d]) : block.hidden; // (P', b, 1, d) or (b, 1, d)
+            return [block.residual, out];
+          }
           // The block's norm is fused into its in_proj (Backend.addRmsNormLinear).
           const { weight, bias } = mixer.inProjection!;
           const added = be.addRmsNormLinear(hidden, residual, norm, eps, weight, bias); // (b, 1, ·)

@@ -67,6 +67,37 @@ export class MambaMixer implements Mixer {
     return this.fromProjection(this.backend.linear(hidden, this.inProj, this.inProjBias), state); // (b, l, d)
   }
 
+  blockStep(
+    hidden: Tensor,
+    residual: Tensor | null,
+    norm: Tensor,
+    eps: number,
+    state: LayerState,
+    whole: boolean,
+  ) {
+    // One literal: an object spread here cost ~7 µs per block and step in V8.
+    return this.backend.mambaBlockStep({
+      hidden,
+      residual,
+      norm,
+      eps,
+      inProj: this.inProj,
+      inProjBias: this.inProjBias,
+      convWeight: this.convWeight,
+      convBias: this.convBias,
+      xProj: this.xProj,
+      dtProj: this.dtProj,
+      dtBias: this.dtBias,
+      A: this.A,
+      D: this.D,
+      outProj: this.outProj,
+      outProjBias: this.outProjBias,
+      convState: state.conv,
+      ssmState: state.ssm,
+      whole,
+    }); // (b, 1, d), (P', b, 1, d)
+  }
+
   fromProjection(xz: Tensor, state: LayerState): Tensor {
     const be = this.backend;
     const { intermediateSize: dInner, stateSize: n, timeStepRank: r } = this.config;

@@ -17,6 +17,19 @@ export interface Mixer {
   /** forward from in_proj's output (b, l, ·) on: forward = fromProjection(in_proj(hidden)). */
   fromProjection?(projected: Tensor, state: LayerState): Tensor;
   /**
+   * One decoding step of the whole pre-norm block (Backend.mambaBlockStep): the block's input as P
+   * partial sums (P, b, 1, d) and the residual (b, 1, d) or null → the residual after the block's
+   * add and its output as P' partial sums (P', b, 1, d); `whole` asks for P' = 1.
+   */
+  blockStep?(
+    hidden: Tensor,
+    residual: Tensor | null,
+    norm: Tensor,
+    eps: number,
+    state: LayerState,
+    whole: boolean,
+  ): { residual: Tensor; hidden: Tensor };
+  /**
    * forward keeping what `backward` needs, from a zero state or, where given, from `ssm`: an SSM
    * state carried in (b, ·) that is read as the initial state and left holding the final one (its
    * gradient is not taken). Only the Mamba (S6) mixer takes one; the conv state starts at zero.

@@ -6,8 +6,15 @@
 import { fail } from '../../core/errors.ts';
 import { type DType, numel, type Shape, showShape, type Tensor } from '../../core/tensor.ts';
 import { CONV_MIN_LENGTH, s4dArrays, s4dConvolution, s4dDims, s4dRecurrent } from '../../ssm/s4d.ts';
-import type { Backend, MambaStepArgs, S4dArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
-import { addRmsNormLinearOps, mambaStepOps } from '../composedOps.ts';
+import type {
+  Backend,
+  MambaBlockStepArgs,
+  MambaStepArgs,
+  S4dArgs,
+  SelectiveScanArgs,
+  SsdArgs,
+} from '../backend.ts';
+import { addRmsNormLinearOps, mambaBlockStepOps, mambaStepOps } from '../composedOps.ts';
 import { causalConv1d } from './conv1d.ts';
 import { CpuTensor, f32, i32, rowsCols } from './cpuTensor.ts';
 import { linear } from './matmul.ts';
@@ -196,6 +203,10 @@ export class CpuBackend implements Backend {
 
   mambaStep(args: MambaStepArgs): Tensor {
     return mambaStepOps(this, args);
+  }
+
+  mambaBlockStep(args: MambaBlockStepArgs): { residual: Tensor; hidden: Tensor } {
+    return mambaBlockStepOps(this, args);
   }
 
   addRmsNormLinear(

@@ -11,7 +11,14 @@
 import { fail } from '../../core/errors.ts';
 import { type DType, numel, type Shape, showShape, type Tensor } from '../../core/tensor.ts';
 import { s4dDims } from '../../ssm/s4d.ts';
-import type { Backend, MambaStepArgs, S4dArgs, SelectiveScanArgs, SsdArgs } from '../backend.ts';
+import type {
+  Backend,
+  MambaBlockStepArgs,
+  MambaStepArgs,
+  S4dArgs,
+  SelectiveScanArgs,
+  SsdArgs,
+} from '../backend.ts';
 import { BufferPool } from './bufferPool.ts';
 import { createGpuContext, type GpuContext } from './device.ts';
 import { GpuTensor, Usage } from './gpuTensor.ts';
@@ -19,6 +26,7 @@ import { argmax } from './kernels/argmax.ts';
 import { conv1d } from './kernels/conv1d.ts';
 import { embedding } from './kernels/embedding.ts';
 import { addRmsNormLinear, linear } from './kernels/linear.ts';
+import { mambaBlockStep } from './kernels/mambaBlockStep.ts';
 import { mambaStep } from './kernels/mambaStep.ts';
 import { addRmsNorm, gatedRmsNorm } from './kernels/norm.ts';
 import { s4dScan } from './kernels/s4dScan.ts';
@@ -458,6 +466,10 @@ export class WebGpuBackend implements Backend {
 
   mambaStep(args: MambaStepArgs): Tensor {
     return mambaStep(this, args);
+  }
+
+  mambaBlockStep(args: MambaBlockStepArgs): { residual: Tensor; hidden: Tensor } {
+    return mambaBlockStep(this, args);
   }
 
   addRmsNormLinear(

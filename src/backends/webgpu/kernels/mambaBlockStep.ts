@@ -1,0 +1,170 @@
+// Backend.mambaBlockStep on WebGPU: a decoding Mamba block in two dispatches at small batches
+// (b ≤ blockStepTuning.maxBatch), where the unfused ops take four (norm + in_proj, conv + x_proj's
+// share, scan, out_proj): at batch 1 each dispatch costs ~10 µs of GPU time and as much of
+// recording whatever its work, which bounds decoding, not the bytes of weights read.
+//   mambaBlockIn (mambaBlockIn.ts): Σ of the input's partial sums + residual, RMSNorm, in_proj,
+//     conv + SiLU, and each x block's share of x_proj;
+//   mambaBlockOut (mambaBlockOut.ts): x_proj's shares added, dt_proj, the scan step and the gate,
+//     and each channel block's share of out_proj: the block's output leaves as G partial sums
+//     (G, b, 1, d), added by the next block's mambaBlockIn (the last block, `whole`, writes y and
+//     runs out_proj as a projection instead: the final norm's LM head has 50k rows to feed).
+// Other batches and shapes take the unfused ops (composedOps.ts), which is also the reference.
+
+import type { Tensor } from '../../../core/tensor.ts';
+import type { MambaBlockStepArgs } from '../../backend.ts';
+import { mambaBlockStepOps } from '../../composedOps.ts';
+import type { GpuTensor } from '../gpuTensor.ts';
+import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
+import { linear } from './linear.ts';
+import { inMemory, inWgsl } from './mambaBlockIn.ts';
+import { type BlockShape, outChannels, outWgsl } from './mambaBlockOut.ts';
+
+/**
+ * maxBatch: the largest batch that takes the two kernels (each workgroup holds every sequence's
+ * normed input; weights are read once per workgroup for all of them; at most 4);
+ * inChannels: in_proj rows (channels) per mambaBlockIn workgroup: 32 gives 96 workgroups for
+ * Mamba 130m and 48 x_proj shares for mambaBlockOut to add;
+ * maxLoads: in_proj loads a lane issues before using them.
+ */
+export const blockStepTuning = { maxBatch: 4, inChannels: 32, maxLoads: 24 };
+
+const STORAGE_BUFFERS = 12; // mambaBlockIn's
+
+/** What a block's step dispatches at one batch size, or null where it takes the composed ops. */
+interface Plan {
+  shape: BlockShape;
+  m: number;
+  inKernels: Map<number, Kernel>; // by the input's partial sums
+  outKernel: Kernel; // out_proj's shares (not whole)
+  yKernel: Kernel; // y (whole)
+  xBlocks: number;
+  groups: number;
+  e: number;
+}
+
+/**
+ * Plans by the layer's dt_proj weight and batch size: working them out (and finding the kernels'
+ * sources) took ~5 µs of JS per block and step, on the critical path of batch-1 decoding.
+ */
+const plans = new WeakMap<Tensor, Map<number, { tuning: typeof blockStepTuning; plan: Plan | null }>>();
+
+function plan(be: WebGpuBackend, a: MambaBlockStepArgs, b: number): Plan | null {
+  let byBatch = plans.get(a.dtProj);
+  if (byBatch === undefined) {
+    byBatch = new Map();
+    plans.set(a.dtProj, byBatch);
+  }
+  const cached = byBatch.get(b);
+  const tuning = blockStepTuning;
+  if (cached !== undefined && sameTuning(cached.tuning, tuning)) return cached.plan;
+  const d = a.hidden.shape[3];
+  const [dInner, r] = a.dtProj.shape;
+  const shape: BlockShape = { d, dInner, w: a.convWeight.shape[1], n: a.A.shape[1], r };
+  const m = b <= 1 ? 1 : b <= 2 ? 2 : 4;
+  const cin = tuning.inChannels;
+  let made: Plan | null = null;
+  if (b <= Math.min(tuning.maxBatch, 4) && fits(be, shape, m, cin)) {
+    const xBlocks = dInner / cin;
+    made = {
+      shape,
+      m,
+      inKernels: new Map(),
+      outKernel: { name: 'mambaBlockOut', wgsl: outWgsl(shape, xBlocks, true) },
+      yKernel: { name: 'mambaBlockOut', wgsl: outWgsl(shape, xBlocks, false) },
+      xBlocks,
+      groups: dInner / outChannels(shape.n),
+      e: r + 2 * shape.n,
+    };
+  }
+  byBatch.set(b, { tuning: { ...tuning }, plan: made });
+  return made;
+}
+
+function sameTuning(x: typeof blockStepTuning, y: typeof blockStepTuning): boolean {
+  return x.maxBatch === y.maxBatch && x.inChannels === y.inChannels && x.maxLoads === y.maxLoads;
+}
+
+export function mambaBlockStep(
+  be: WebGpuBackend,
+  a: MambaBlockStepArgs,
+): { residual: GpuTensor; hidden: GpuTensor } {
+  const [parts, b, l, d] = a.hidden.shape;
+  const p = l === 1 ? plan(be, a, b) : null;
+  if (p === null) return mambaBlockStepOps(be, a) as { residual: GpuTensor; hidden: GpuTensor };
+  const dInner = a.dtProj.shape[0];
+  const hidden = be.dense(a.hidden as GpuTensor);
+  const residual = a.residual && be.dense(a.residual as GpuTensor);
+  const residualOut = be.alloc([b, 1, d]);
+  const uz = be.alloc([b, 2 * dInner]);
+  const partial = be.alloc([b, p.xBlocks, p.e]);
+  let inKernel = p.inKernels.get(parts);
+  if (inKernel === undefined) {
+    const { inChannels, maxLoads } = blockStepTuning;
+    inKernel = { name: 'mambaBlockIn', wgsl: inWgsl(p.shape, p.m, inChannels, maxLoads, parts) };
+    p.inKernels.set(parts, inKernel);
+  }
+  be.dispatch(
+    inKernel,
+    [
+      hidden,
+      residual ?? a.norm,
+      a.norm,
+      residualOut,
+      a.inProj,
+      a.inProjBias ?? a.inProj,
+      a.convWeight,
+      a.convBias ?? a.convWeight,
+      a.convState,
+      a.xProj,
+      uz,
+      partial,
+    ] as GpuTensor[],
+    [b, residual ? 1 : 0, a.inProjBias ? 1 : 0, a.convBias ? 1 : 0, { f32: a.eps }],
+    [2 * p.xBlocks],
+  );
+  const out = a.whole ? be.alloc([b, 1, dInner]) : be.alloc([p.groups, b, 1, d]);
+  be.dispatch(
+    a.whole ? p.yKernel : p.outKernel,
+    [
+      uz,
+      partial,
+      a.dtProj,
+      a.dtBias,
+      a.A,
+      a.D,
+      a.ssmState,
+      a.outProj,
+      a.outProjBias ?? a.outProj,
+      out,
+    ] as GpuTensor[],
+    [b, a.outProjBias ? 1 : 0],
+    [p.groups, b],
+  );
+  be.release(uz);
+  be.release(partial);
+  if (!a.whole) return { residual: residualOut, hidden: out };
+  const projected = linear(be, out, a.outProj as GpuTensor, a.outProjBias as GpuTensor | null); // (b, 1, d)
+  be.release(out);
+  return { residual: residualOut, hidden: be.reshape(projected, [1, b, 1, d]) as GpuTensor };
+}
+
+/** Whether the two kernels take this shape on this device. */
+function fits(be: WebGpuBackend, { d, dInner, w, n, r }: BlockShape, m: number, cin: number): boolean {
+  const q = n / 4; // mambaBlockOut's threads per channel
+  const limits = be.limits;
+  return (
+    d % 4 === 0 &&
+    r % 4 === 0 &&
+    n % 4 === 0 &&
+    256 % q === 0 &&
+    w >= 2 &&
+    cin % 4 === 0 &&
+    256 % cin === 0 &&
+    m * cin <= 256 &&
+    dInner % cin === 0 &&
+    dInner % outChannels(n) === 0 &&
+    r + 2 * n <= 256 &&
+    limits.maxStorageBuffersPerShaderStage >= STORAGE_BUFFERS &&
+    inMemory({ d, dInner, w, n, r }, m, cin) <= limits.maxComputeWorkgroupStorageSize
+  );
+}
