@@ -12,6 +12,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { linearTuning } from '../backends/webgpu/kernels/linear.ts';
+import { blockStepTuning } from '../backends/webgpu/kernels/mambaBlockStep.ts';
 import { mambaStepTuning } from '../backends/webgpu/kernels/mambaStep.ts';
 import { matvecTuning } from '../backends/webgpu/kernels/matvec.ts';
 import { skinnyTuning } from '../backends/webgpu/kernels/skinnyLinear.ts';
@@ -190,6 +191,7 @@ async function tunables(): Promise<void> {
   if (quick || only !== 'tune') return;
   const tables: Record<string, Record<string, number>> = {
     backend: backendTuning,
+    block: blockStepTuning,
     mambaStep: mambaStepTuning,
     matvec: matvecTuning,
     linear: linearTuning,
@@ -200,6 +202,10 @@ async function tunables(): Promise<void> {
     ['', [1, 64]],
     ...[16, 32, 96].map((v): [string, number[]] => [`backend.flushFirst=${v}`, [1, 64]]),
     ...[24, 96].map((v): [string, number[]] => [`backend.flushEvery=${v}`, [1, 64]]),
+    ...['maxBatch=0', 'inChannels=16', 'inChannels=64', 'maxLoads=12'].map((c): [string, number[]] => [
+      `block.${c}`,
+      [1],
+    ]),
     ...['teams=2', 'teams=8', 'lanes=16', 'lanes=64', 'maxLoads=8', 'maxLoads=32'].map(
       (c): [string, number[]] => [`matvec.${c}`, [1]],
     ),
