@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Backend } from '../../src/backends/backend.ts';
 import { CpuBackend } from '../../src/backends/cpu/cpuBackend.ts';
+import { argmaxTuning } from '../../src/backends/webgpu/kernels/argmax.ts';
 import { convTuning } from '../../src/backends/webgpu/kernels/conv1d.ts';
 import { linearTuning } from '../../src/backends/webgpu/kernels/linear.ts';
 import { mambaStepTuning } from '../../src/backends/webgpu/kernels/mambaStep.ts';
@@ -427,16 +428,23 @@ for (const l of [1, 9, 100] as const) {
 }
 
 // Rows wider than the workgroup (vec4 loads: c % 4 == 0) and ragged ones (scalar loads), with
-// planted ties: the first index of the largest value wins, as on the CPU.
-for (const [t, c] of [
-  [1, 1000],
-  [3, 37],
-  [5, 2],
-  [2, 4100],
-  [pastGridLimit, 4],
+// planted ties: the first index of the largest value wins, as on the CPU. Also with 64 threads and
+// runs of 3 loads (several runs per thread, the last one ragged).
+for (const [t, c, tuning] of [
+  [1, 1000, {}],
+  [3, 37, {}],
+  [5, 2, {}],
+  [2, 4100, {}],
+  [2, 50280, {}],
+  [pastGridLimit, 4, {}],
+  [3, 2001, { threads: 64, unroll: 3 }],
+  [2, 4100, { threads: 64, unroll: 3 }],
 ] as const) {
-  test(`argmax t=${t} c=${c} (ties keep the first)`, { skip }, async (t_) => {
+  test(`argmax t=${t} c=${c} ${JSON.stringify(tuning)} (ties keep the first)`, { skip }, async (t_) => {
     const rand = rngFor(t_);
+    const defaults = { ...argmaxTuning };
+    Object.assign(argmaxTuning, tuning);
+    t_.after(() => Object.assign(argmaxTuning, defaults));
     const data = Float32Array.from({ length: t * c }, () => normal(rand));
     for (let row = 0; row < t; row++) {
       const a = Math.floor(rand() * c);
