@@ -113,11 +113,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (li < PE * E) {
     let o = li % E;
     let p = li / E;
-    var v = 0.0;
+    var got: array<f32, KP>; // all loads issued before the first add
     for (var k = 0u; k < KP; k++) {
       let blk = p + k * PE;
-      if (blk < KX) { v += partial[(seq * KX + blk) * E + o]; }
+      got[k] = 0.0;
+      if (blk < KX) { got[k] = partial[(seq * KX + blk) * E + o]; }
     }
+    var v = 0.0;
+    for (var k = 0u; k < KP; k++) { v += got[k]; }
     sums[li] = v;
   }
   workgroupBarrier();

@@ -94,11 +94,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let bi = seq0 + o / E;
     let e = o % E;
     let first = t / SE;
-    var s = 0.0;
+    var got: array<f32, KP>; // all loads issued before the first add
     for (var j = 0u; j < KP; j++) {
       let k = first + j * P;
-      if (k < K && bi < params.batch) { s += partial[(bi * K + k) * E + e]; }
+      got[j] = 0.0;
+      if (k < K && bi < params.batch) { got[j] = partial[(bi * K + k) * E + e]; }
     }
+    var s = 0.0;
+    for (var j = 0u; j < KP; j++) { s += got[j]; }
     sums[t] = s;
   }
   workgroupBarrier();
