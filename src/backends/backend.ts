@@ -160,6 +160,11 @@ export interface MambaStepArgs {
   D: Tensor; // (dInner)
   convState: Tensor; // (b, dInner, w-1) in/out
   ssmState: Tensor; // (b, dInner, n) in/out
+  /**
+   * Where the advanced states go, if not back into convState and ssmState (which are then only
+   * read): decoding keeps the state before a step without copying it (double buffering).
+   */
+  statesOut?: { conv: Tensor; ssm: Tensor };
 }
 
 export interface MambaBlockStepArgs extends Omit<MambaStepArgs, 'xz'> {

@@ -11,6 +11,17 @@ import type { Backend, MambaBlockStepArgs, MambaStepArgs } from './backend.ts';
 export function mambaStepOps(be: Backend, a: MambaStepArgs): Tensor {
   const [dInner, r] = a.dtProj.shape;
   const n = a.A.shape[1];
+  if (a.statesOut) {
+    // Out of place: the ops below advance states in place, so they run on copies.
+    be.copy(a.statesOut.conv, a.convState);
+    be.copy(a.statesOut.ssm, a.ssmState);
+    return mambaStepOps(be, {
+      ...a,
+      convState: a.statesOut.conv,
+      ssmState: a.statesOut.ssm,
+      statesOut: undefined,
+    });
+  }
   const [x, z] = be.split(a.xz, [dInner, dInner]); // (b, 1, dInner) each
   const u = be.causalConv1d(x, a.convWeight, a.convBias, a.convState, true); // (b, 1, dInner)
   const dbc = be.linear(u, a.xProj, null); // (b, 1, R + 2n)

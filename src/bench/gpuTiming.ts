@@ -9,7 +9,7 @@ import type { SelectiveScanArgs, SsdArgs } from '../backends/backend.ts';
 import { backendTuning, type WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { CausalLM } from '../models/causalLM.ts';
-import { copyState, releaseState } from '../models/state.ts';
+import { releaseState } from '../models/state.ts';
 import { KernelProfile, type KernelTime } from './gpuProfile.ts';
 
 export function median(xs: number[]): number {
@@ -198,14 +198,15 @@ export class GpuTimer {
    * Decode of `batch` sequences: ms per step over `steps` steps after the warm-up. Each step
    * reads back its logits or, with `greedy`, only the ids of their argmax (computed on the GPU),
    * which are the next step's tokens; as greedy generation does, the step that reads those ids is
-   * recorded from them on the GPU (after a copy of the state, kept in case a sequence stops there)
-   * before the host reads them. `recordMs` is the median host time to record one step.
+   * recorded from them on the GPU before the host reads them, writing its state into a second one
+   * (the state before it is kept in case a sequence stops there). `recordMs` is the median host
+   * time to record one step.
    */
   async decode(model: CausalLM, batch: number, steps: number, greedy = false): Promise<DecodeTiming> {
     const be = this.be;
     const vocab = model.config.vocabSize;
-    const state = model.newState(batch);
-    const before = model.newState(batch);
+    let state = model.newState(batch);
+    let before = model.newState(batch);
     const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % vocab); // (b)
     let ahead: Tensor | null = null; // (b, 1) the argmax of the step in flight
     const records: number[] = [];
@@ -221,8 +222,9 @@ export class GpuTimer {
       const ids: Tensor = ahead ?? be.tidy(() => be.argmax(model.step(tokens, state))); // (b, 1)
       const reading = be.read(ids);
       r0 = performance.now(); // the step recorded, not the read's submit
-      copyState(be, before, state);
-      ahead = be.tidy(() => be.argmax(model.step(ids, state))); // (b, 1)
+      const into = before;
+      ahead = be.tidy(() => be.argmax(model.step(ids, state, into))); // (b, 1)
+      [before, state] = [state, into];
       records.push(performance.now() - r0);
       await reading;
       be.release(ids);

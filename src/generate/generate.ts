@@ -13,7 +13,6 @@ import { fail } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { CausalLM } from '../models/causalLM.ts';
 import {
-  copyState,
   downloadState,
   type HostState,
   type ModelState,
@@ -290,9 +289,11 @@ export async function* generate(
         ahead = null;
         const reading = be.read(stepIds); // its copy is enqueued before the look-ahead
         if (live.some((s) => s.newTokens + 1 < maxNewTokens)) {
-          before ??= model.newState(live.length);
-          copyState(be, before, batchState);
-          ahead = be.tidy(() => be.argmax(model.step(stepIds, batchState))); // (b)
+          // The step leaves batchState as it was (it becomes `before`) and writes the state after it
+          // into the previous `before` (free again: its step's ids have been read).
+          const into: ModelState = before ?? model.newState(live.length);
+          ahead = be.tidy(() => be.argmax(model.step(stepIds, batchState, into))); // (b)
+          [before, batchState] = [batchState, into];
         }
         ids = (await reading) as Int32Array; // (b)
         be.release(stepIds);

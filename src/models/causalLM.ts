@@ -17,7 +17,7 @@ import { Mamba2Mixer } from './mamba2.ts';
 import { type Grads, type Mixer, type ParameterSource, Parameters, ParameterTable } from './mixer.ts';
 import { parameterShapes } from './parameters.ts';
 import { S4dMixer } from './s4dMixer.ts';
-import { createState, type ModelState } from './state.ts';
+import { copyState, createState, type ModelState } from './state.ts';
 
 /** Logits computed at once by the training head: pieces of rows keep (rows, vocab) under this. */
 const HEAD_VALUES = 1 << 26;
@@ -329,11 +329,20 @@ export class CausalLM {
   /**
    * One token per sequence: tokens (b) → logits (b, 1, vocab), advancing `state`. The tokens may
    * already be on the backend (e.g. the previous step's argmax), so that a step can be recorded
-   * before the host has read the ids it consumes.
+   * before the host has read the ids it consumes. Given `next` (a state of the same batch), the
+   * advanced state goes there and `state` is left as it was: decoding can keep the state before a
+   * step without copying it (Mamba's blocks write into `next` directly; other mixers copy first).
    */
-  step(tokens: Int32Array | Tensor, state: ModelState): Tensor {
+  step(tokens: Int32Array | Tensor, state: ModelState, next?: ModelState): Tensor {
     const count = tokens instanceof Int32Array ? tokens.length : numel(tokens.shape);
     if (count !== state.batch) fail(`step: ${count} tokens for ${state.batch} sequences`);
+    if (next && next.batch !== state.batch)
+      fail(`step: a next state of ${next.batch} sequences for ${state.batch}`);
+    const into = this.blocks.every((block) => block.mixer.blockStep) ? next : undefined;
+    if (next && !into) {
+      copyState(this.backend, next, state);
+      return this.step(tokens, next);
+    }
     // The tidy releases the step's hidden states (only the logits leave it) on backends that pool.
     if (!this.blocks.every((block) => block.mixer.fromProjection && block.mixer.inProjection))
       return this.backend.tidy(() => this.forward(tokens, state.batch, { state }).logits);
@@ -351,7 +360,15 @@ export class CausalLM {
           if (mixer.blockStep) {
             // The whole block fused (Backend.mambaBlockStep): hidden goes between blocks as partial sums.
             const parts = i === 0 ? be.reshape(hidden, [1, ...hidden.shape]) : hidden; // (P, b, 1, d)
-            const block = mixer.blockStep(parts, residual, norm, eps, state.layers[i], i === last);
+            const block = mixer.blockStep(
+              parts,
+              residual,
+              norm,
+              eps,
+              state.layers[i],
+              i === last,
+              into?.layers[i],
+            );
             const out = i === last ? be.reshape(block.hidden, [count, 1, d]) : block.hidden; // (P', b, 1, d) or (b, 1, d)
             return [block.residual, out];
           }

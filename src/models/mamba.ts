@@ -74,6 +74,7 @@ export class MambaMixer implements Mixer {
     eps: number,
     state: LayerState,
     whole: boolean,
+    next?: LayerState,
   ) {
     // One literal: an object spread here cost ~7 µs per block and step in V8.
     return this.backend.mambaBlockStep({
@@ -94,6 +95,7 @@ export class MambaMixer implements Mixer {
       outProjBias: this.outProjBias,
       convState: state.conv,
       ssmState: state.ssm,
+      statesOut: next,
       whole,
     }); // (b, 1, d), (P', b, 1, d)
   }

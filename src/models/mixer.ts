@@ -19,7 +19,8 @@ export interface Mixer {
   /**
    * One decoding step of the whole pre-norm block (Backend.mambaBlockStep): the block's input as P
    * partial sums (P, b, 1, d) and the residual (b, 1, d) or null → the residual after the block's
-   * add and its output as P' partial sums (P', b, 1, d); `whole` asks for P' = 1.
+   * add and its output as P' partial sums (P', b, 1, d); `whole` asks for P' = 1. The state
+   * advances in place or, given `next`, into it (`state` is then only read).
    */
   blockStep?(
     hidden: Tensor,
@@ -28,6 +29,7 @@ export interface Mixer {
     eps: number,
     state: LayerState,
     whole: boolean,
+    next?: LayerState,
   ): { residual: Tensor; hidden: Tensor };
   /**
    * forward keeping what `backward` needs, from a zero state or, where given, from `ssm`: an SSM

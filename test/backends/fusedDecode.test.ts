@@ -1,7 +1,8 @@
-// Decoding steps go through the fused ops (Backend.addRmsNormLinear before each in_proj and the LM
-// head; Mamba's Backend.mambaStep): CausalLM.step gives the logits of forward() on one token per
+// Decoding steps go through the fused ops (Mamba's Backend.mambaBlockStep; Backend.addRmsNormLinear
+// before Mamba-2's in_proj and the LM head): CausalLM.step gives the logits of forward() on one token per
 // sequence with the same state, step after step, for both families at batch 1, 3 and 20 (on
-// WebGPU: the matvec path, and skinnyLinear past linearTuning.matvecMaxM), on every backend.
+// WebGPU: the fused block at 1 and 3, skinnyLinear past linearTuning.matvecMaxM), on every
+// backend; the later steps advance into a second state (double buffering), leaving the first.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -23,12 +24,26 @@ for (const { name, backend } of await testBackends()) {
         const params = initParameters(config, Math.floor(rand() * 1000));
         const model = new CausalLM(config, backend, (key) => params.get(key));
         const prompt = Int32Array.from({ length: batch * 5 }, () => Math.floor(rand() * config.vocabSize));
-        const [stepped, forwarded] = [model.newState(batch), model.newState(batch)];
+        let [stepped, spare] = [model.newState(batch), model.newState(batch)];
+        const forwarded = model.newState(batch);
         model.forward(prompt, batch, { state: stepped, lastOnly: true });
         model.forward(prompt, batch, { state: forwarded, lastOnly: true });
         for (let s = 0; s < 3; s++) {
           const tokens = Int32Array.from({ length: batch }, () => Math.floor(rand() * config.vocabSize));
-          const got = await backend.read(model.step(tokens, stepped));
+          // Steps 1 and 2 advance into the other state (CausalLM.step's `next`), leaving this one.
+          const kept: Float32Array | Int32Array | null =
+            s > 0 ? await backend.read(stepped.layers[0].ssm) : null;
+          const got = await backend.read(
+            s > 0 ? model.step(tokens, stepped, spare) : model.step(tokens, stepped),
+          );
+          if (kept) {
+            assert.deepEqual(
+              await backend.read(stepped.layers[0].ssm),
+              kept,
+              'the state stepped from is kept',
+            );
+            [stepped, spare] = [spare, stepped];
+          }
           const want = await backend.read(model.forward(tokens, batch, { state: forwarded }).logits);
           const diff = relDiff(got, want);
           t.diagnostic(`step ${s}: max rel diff ${diff.toExponential(2)}`);

@@ -6,7 +6,9 @@
 // vec4s do not fill the lanes; with and without every bias; batches 1 to 4 (M = 1, 2, 4 with a
 // ragged one); a narrow tuning (16 channels per workgroup, in_proj loads in ragged runs of 2);
 // d = 264: two out_proj rows per thread.
-// Shapes and batches the kernels do not take run the composed ops (counted dispatches).
+// Three cases advance the states out of place (Backend.mambaStep's statesOut, one through the
+// composed ops): the given states must come back unchanged. Shapes and batches the kernels do not
+// take run the composed ops (counted dispatches).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -52,18 +54,21 @@ function check(
   assert.ok(diff < TOL, `${what} differs by ${diff}`);
 }
 
-for (const [d, dInner, n, r, w, biases, b, fused, tuning] of [
+for (const [d, dInner, n, r, w, biases, b, fused, tuning, separate] of [
   [40, 128, 16, 4, 4, true, 1, true, {}],
+  [40, 128, 16, 4, 4, true, 1, true, {}, true],
   [40, 128, 16, 4, 4, false, 2, true, {}],
   [48, 128, 8, 8, 2, true, 3, true, {}],
   [20, 64, 32, 8, 4, false, 4, true, {}],
+  [20, 64, 32, 8, 4, false, 3, true, {}, true],
   [36, 64, 16, 12, 3, true, 4, true, { inChannels: 16, maxLoads: 2 }],
   [264, 128, 16, 4, 4, true, 1, true, {}],
   [40, 128, 16, 4, 4, true, 5, false, {}],
+  [40, 128, 16, 4, 4, true, 5, false, {}, true],
   [40, 128, 16, 5, 4, true, 1, false, {}],
 ] as const) {
   for (const whole of [false, true]) {
-    const name = `mambaBlockStep d=${d} dInner=${dInner} n=${n} R=${r} w=${w} biases=${biases} b=${b} whole=${whole} ${JSON.stringify(tuning)}`;
+    const name = `mambaBlockStep d=${d} dInner=${dInner} n=${n} R=${r} w=${w} biases=${biases} b=${b} whole=${whole} ${JSON.stringify(tuning)}${separate ? ' states out of place' : ''}`;
     test(`${name} (two steps)`, { skip }, async (t) => {
       const rand = rngFor(t);
       const g = gpu as WebGpuBackend;
@@ -85,8 +90,8 @@ for (const [d, dInner, n, r, w, biases, b, fused, tuning] of [
         outProj: both(rand, [d, dInner], small),
         outProjBias: both(rand, [d]),
       };
-      const convState = both(rand, [b, dInner, w - 1]);
-      const ssmState = both(rand, [b, dInner, n]);
+      let convState = both(rand, [b, dInner, w - 1]);
+      let ssmState = both(rand, [b, dInner, n]);
       // Step 0: one part and no residual (the first block); step 1: the parts step 0 made.
       let parts: { data: Float32Array; shape: Shape } = {
         data: draw(rand, [1, b, 1, d]),
@@ -96,6 +101,11 @@ for (const [d, dInner, n, r, w, biases, b, fused, tuning] of [
       for (let step = 0; step < 2; step++) {
         const summed = sumParts(parts.data, parts.shape);
         const input: [Tensor, Tensor] = [cpu.upload(summed, [1, b, 1, d]), g.upload(parts.data, parts.shape)];
+        // Out of place (separate): the states advance into other tensors (random until written).
+        const out = separate
+          ? { conv: both(rand, [b, dInner, w - 1]), ssm: both(rand, [b, dInner, n]) }
+          : null;
+        const kept = separate ? [await g.read(convState[1]), await g.read(ssmState[1])] : [];
         const on = (i: 0 | 1): MambaBlockStepArgs => ({
           hidden: input[i],
           residual: residual?.[i] ?? null,
@@ -114,6 +124,7 @@ for (const [d, dInner, n, r, w, biases, b, fused, tuning] of [
           outProjBias: biases ? weights.outProjBias[i] : null,
           convState: convState[i],
           ssmState: ssmState[i],
+          statesOut: out ? { conv: out.conv[i], ssm: out.ssm[i] } : undefined,
           whole,
         });
         const before = g.dispatchCount;
@@ -126,6 +137,11 @@ for (const [d, dInner, n, r, w, biases, b, fused, tuning] of [
         if (whole || !fused) assert.deepEqual(got.hidden.shape, [1, b, 1, d]);
         check(t, `residual step ${step}`, await g.read(got.residual), await cpu.read(want.residual));
         check(t, `output step ${step}`, sumParts(gotParts, got.hidden.shape), await cpu.read(want.hidden));
+        if (out) {
+          assert.deepEqual(await g.read(convState[1]), kept[0], 'the conv state read, not written');
+          assert.deepEqual(await g.read(ssmState[1]), kept[1], 'the ssm state read, not written');
+          [convState, ssmState] = [out.conv, out.ssm];
+        }
         check(t, `conv state step ${step}`, await g.read(convState[1]), await cpu.read(convState[0]));
         check(t, `ssm state step ${step}`, await g.read(ssmState[1]), await cpu.read(ssmState[0]));
         residual = [want.residual, got.residual];

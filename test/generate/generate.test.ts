@@ -549,7 +549,7 @@ test('bad arguments are refused with one line', async () => {
   );
 });
 
-test('step takes ids on the backend (a step argmax, any shape) and refuses other tensors in one line', async () => {
+test('step takes ids on the backend (a step argmax, any shape) and refuses other tensors and a next state of another batch in one line', async () => {
   const state = tiny.newState(2);
   const onHost = await backend.read(tiny.step(Int32Array.from([5, 9]), tiny.newState(2)));
   const onBackend = await backend.read(tiny.step(backend.upload(Int32Array.from([5, 9]), [2, 1]), state));
@@ -561,5 +561,9 @@ test('step takes ids on the backend (a step argmax, any shape) and refuses other
   assert.throws(
     () => tiny.step(backend.upload(Int32Array.from([5, 9, 1]), [3]), state),
     /step: 3 tokens for 2 sequences/,
+  );
+  assert.throws(
+    () => tiny.step(Int32Array.from([5, 9]), state, tiny.newState(3)),
+    /step: a next state of 3 sequences for 2/,
   );
 });

@@ -24,12 +24,14 @@
 // 2 normWeight (d) · 3 residualOut (b, d) · 4 inProj (2·dInner, d) · 5 inBias (2·dInner) ·
 // 6 convWeight (dInner, w) · 7 convBias (dInner) · 8 convState (b, dInner, w − 1) rw ·
 // 9 xProj (E, dInner) · 10 uz (b, 2·dInner): [u, z] · 11 partial (b, KX, E) ·
-// 12 params {batch, hasResidual, hasInBias, hasConvBias, eps}.
+// 12 params {batch, hasResidual, hasInBias, hasConvBias, eps}; separate (stateDecl): 8 convState
+// read · 12 convStateOut (b, dInner, w − 1) · 13 params.
 // d, dInner, w, E, CIN, M and P are compile-time; d, dInner and CIN are multiples of 4.
 // Reference: mambaBlockStepOps in src/backends/composedOps.ts up to mambaStep's x_proj (run on
 // the CPU; the summation order differs).
 
 import type { BlockShape } from './mambaBlockOut.ts';
+import { stateDecl } from './mambaStepConv.ts';
 
 const THREADS = 256;
 const sources = new Map<string, string>();
@@ -46,8 +48,9 @@ export function inWgsl(
   channels: number,
   maxLoads: number,
   parts: number,
+  separate: boolean,
 ): string {
-  const key = `${Object.values(shape)}:${m}:${channels}:${maxLoads}:${parts}`;
+  const key = `${Object.values(shape)}:${m}:${channels}:${maxLoads}:${parts}:${separate}`;
   let source = sources.get(key);
   if (source !== undefined) return source;
   const { d, dInner, w, n, r } = shape;
@@ -76,11 +79,11 @@ struct Params { batch: u32, hasResidual: u32, hasInBias: u32, hasConvBias: u32, 
 @group(0) @binding(5) var<storage, read> inBias: array<f32>;
 @group(0) @binding(6) var<storage, read> convWeight: array<f32>;
 @group(0) @binding(7) var<storage, read> convBias: array<f32>;
-@group(0) @binding(8) var<storage, read_write> convState: array<f32>;
+${stateDecl('convState', 'f32', 8, separate, 12)}
 @group(0) @binding(9) var<storage, read> xProj: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read_write> uz: array<f32>;
 @group(0) @binding(11) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(12) var<uniform> params: Params;
+@group(0) @binding(${separate ? 13 : 12}) var<uniform> params: Params;
 
 var<workgroup> xs: array<vec4<f32>, ${m * (d / 4)}>; // (sequence, d / 4) the normed input
 var<workgroup> squares: array<f32, ${m * THREADS}>; // (sequence, thread)
@@ -179,7 +182,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       taps[W - 1u] = us[li];
       var a = cb;
       for (var j = 0u; j < W; j++) { a += cw[j] * taps[j]; }
-      for (var j = 0u; j + 1u < W; j++) { convState[(cr * DI + c0 + cs) * (W - 1u) + j] = taps[j + 1u]; }
+      for (var j = 0u; j + 1u < W; j++) { ${separate ? 'convStateOut' : 'convState'}[(cr * DI + c0 + cs) * (W - 1u) + j] = taps[j + 1u]; }
       u = silu(a);
       uz[cr * 2u * DI + c0 + cs] = u;
     }

@@ -21,10 +21,13 @@
 // Bindings: 0 uz (b, 2·dInner): [u, z] · 1 partial (b, KX, E) · 2 dtProj (dInner, R) ·
 // 3 dtBias (dInner) · 4 A (dInner, n) · 5 D (dInner) · 6 ssmState (b, dInner, n) rw ·
 // 7 outProj (d, dInner) · 8 outBias (d) (a stand-in when hasOutBias is 0) ·
-// 9 out: (G, b, d) partial sums with OUT, else y (b, dInner) · 10 params {batch, hasOutBias}.
+// 9 out: (G, b, d) partial sums with OUT, else y (b, dInner) · 10 params {batch, hasOutBias};
+// separate (stateDecl): 6 ssmState read · 10 ssmStateOut (b, dInner, n) · 11 params.
 // d, dInner, n, R, KX, OUT are compile-time; n, R, d, S are multiples of 4.
 // Reference: mambaBlockStepOps in src/backends/composedOps.ts from mambaStep's x_proj on (run on
 // the CPU; the summation orders differ).
+
+import { stateDecl } from './mambaStepConv.ts';
 
 const THREADS = 256;
 
@@ -44,8 +47,8 @@ export function outChannels(n: number): number {
 
 const sources = new Map<string, string>();
 
-export function outWgsl(shape: BlockShape, xBlocks: number, out: boolean): string {
-  const key = `${Object.values(shape)}:${xBlocks}:${out}`;
+export function outWgsl(shape: BlockShape, xBlocks: number, out: boolean, separate: boolean): string {
+  const key = `${Object.values(shape)}:${xBlocks}:${out}:${separate}`;
   let source = sources.get(key);
   if (source !== undefined) return source;
   const { d, dInner, n, r } = shape;
@@ -74,11 +77,11 @@ struct Params { batch: u32, hasOutBias: u32 }
 @group(0) @binding(3) var<storage, read> dtBias: array<f32>;
 @group(0) @binding(4) var<storage, read> A: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> D_: array<f32>;
-@group(0) @binding(6) var<storage, read_write> ssmState: array<vec4<f32>>;
+${stateDecl('ssmState', 'vec4<f32>', 6, separate, 10)}
 @group(0) @binding(7) var<storage, read> outProj: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> outBias: array<f32>;
 @group(0) @binding(9) var<storage, read_write> out: array<f32>;
-@group(0) @binding(10) var<uniform> params: Params;
+@group(0) @binding(${separate ? 11 : 10}) var<uniform> params: Params;
 
 var<workgroup> sums: array<f32, ${pe * e}>; // (thread share, output)
 var<workgroup> dbc: array<f32, ${e}>; // [Δ_low (R), B (N), C (N)]
@@ -134,7 +137,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var k = 0u; k < R4; k++) { dt += dot(dtw[k], run4(4u * k)); }
   let delta = softplus(dt);
   let next = exp(delta * a) * h + (delta * u) * run4(R + 4u * q);
-  ssmState[at] = next;
+  ${separate ? 'ssmStateOut' : 'ssmState'}[at] = next;
   shares[li] = dot(run4(R + N + 4u * q), next);
   workgroupBarrier();
   if (q == 0u) {

@@ -28,15 +28,13 @@ import { type BlockShape, outChannels, outWgsl } from './mambaBlockOut.ts';
  */
 export const blockStepTuning = { maxBatch: 4, inChannels: 32, maxLoads: 24 };
 
-const STORAGE_BUFFERS = 12; // mambaBlockIn's
+const STORAGE_BUFFERS = 13; // mambaBlockIn's, with the separate conv state out
 
 /** What a block's step dispatches at one batch size, or null where it takes the composed ops. */
 interface Plan {
   shape: BlockShape;
   m: number;
-  inKernels: Map<number, Kernel>; // by the input's partial sums
-  outKernel: Kernel; // out_proj's shares (not whole)
-  yKernel: Kernel; // y (whole)
+  kernels: Map<number, Kernel>; // by kernelKey
   xBlocks: number;
   groups: number;
   e: number;
@@ -68,15 +66,31 @@ function plan(be: WebGpuBackend, a: MambaBlockStepArgs, b: number): Plan | null 
     made = {
       shape,
       m,
-      inKernels: new Map(),
-      outKernel: { name: 'mambaBlockOut', wgsl: outWgsl(shape, xBlocks, true) },
-      yKernel: { name: 'mambaBlockOut', wgsl: outWgsl(shape, xBlocks, false) },
+      kernels: new Map(),
       xBlocks,
       groups: dInner / outChannels(shape.n),
       e: r + 2 * shape.n,
     };
   }
   byBatch.set(b, { tuning: { ...tuning }, plan: made });
+  return made;
+}
+
+/**
+ * A plan's kernel: mambaBlockIn for an input of `parts` partial sums, or mambaBlockOut writing
+ * out_proj's shares ('out') or y ('y'); each updating the states in place or (separate) not.
+ */
+function kernel(p: Plan, which: 'in' | 'out' | 'y', parts: number, separate: boolean): Kernel {
+  const key = (which === 'in' ? parts * 4 : which === 'out' ? 1 : 2) * 2 + (separate ? 1 : 0);
+  let made = p.kernels.get(key);
+  if (made === undefined) {
+    const { inChannels, maxLoads } = blockStepTuning;
+    made =
+      which === 'in'
+        ? { name: 'mambaBlockIn', wgsl: inWgsl(p.shape, p.m, inChannels, maxLoads, parts, separate) }
+        : { name: 'mambaBlockOut', wgsl: outWgsl(p.shape, p.xBlocks, which === 'out', separate) };
+    p.kernels.set(key, made);
+  }
   return made;
 }
 
@@ -97,14 +111,9 @@ export function mambaBlockStep(
   const residualOut = be.alloc([b, 1, d]);
   const uz = be.alloc([b, 2 * dInner]);
   const partial = be.alloc([b, p.xBlocks, p.e]);
-  let inKernel = p.inKernels.get(parts);
-  if (inKernel === undefined) {
-    const { inChannels, maxLoads } = blockStepTuning;
-    inKernel = { name: 'mambaBlockIn', wgsl: inWgsl(p.shape, p.m, inChannels, maxLoads, parts) };
-    p.inKernels.set(parts, inKernel);
-  }
+  const separate = a.statesOut !== undefined;
   be.dispatch(
-    inKernel,
+    kernel(p, 'in', parts, separate),
     [
       hidden,
       residual ?? a.norm,
@@ -118,13 +127,14 @@ export function mambaBlockStep(
       a.xProj,
       uz,
       partial,
+      ...(a.statesOut ? [a.statesOut.conv] : []),
     ] as GpuTensor[],
     [b, residual ? 1 : 0, a.inProjBias ? 1 : 0, a.convBias ? 1 : 0, { f32: a.eps }],
     [2 * p.xBlocks],
   );
   const out = a.whole ? be.alloc([b, 1, dInner]) : be.alloc([p.groups, b, 1, d]);
   be.dispatch(
-    a.whole ? p.yKernel : p.outKernel,
+    kernel(p, a.whole ? 'y' : 'out', parts, separate),
     [
       uz,
       partial,
@@ -136,6 +146,7 @@ export function mambaBlockStep(
       a.outProj,
       a.outProjBias ?? a.outProj,
       out,
+      ...(a.statesOut ? [a.statesOut.ssm] : []),
     ] as GpuTensor[],
     [b, a.outProjBias ? 1 : 0],
     [p.groups, b],

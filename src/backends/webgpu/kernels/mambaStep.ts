@@ -55,15 +55,25 @@ export function mambaStep(be: WebGpuBackend, a: MambaStepArgs): GpuTensor {
   const convSeqs = Math.min(mambaStepTuning.convSeqs, b);
   const scanSeqs = Math.min(mambaStepTuning.scanSeqs, b);
   const convBias = (a.convBias ?? a.convWeight) as GpuTensor;
+  const out = a.statesOut; // the advanced states go there (the given ones are only read)
   be.dispatch(
-    { name: 'mambaStepConv', wgsl: convWgsl(shape, convChannels, convThreads, convSeqs) },
-    [xzd, a.convWeight, convBias, a.convState, a.xProj, u, partial],
+    { name: 'mambaStepConv', wgsl: convWgsl(shape, convChannels, convThreads, convSeqs, out !== undefined) },
+    [
+      xzd,
+      a.convWeight,
+      convBias,
+      a.convState,
+      a.xProj,
+      u,
+      partial,
+      ...(out ? [out.conv] : []),
+    ] as GpuTensor[],
     params,
     [blocks, Math.ceil(b / convSeqs)],
   );
   be.dispatch(
-    { name: 'mambaStepScan', wgsl: scanWgsl(shape, blocks, scanChannels, scanSeqs) },
-    [u, partial, a.dtProj, a.dtBias, a.A, a.D, xzd, a.ssmState, y],
+    { name: 'mambaStepScan', wgsl: scanWgsl(shape, blocks, scanChannels, scanSeqs, out !== undefined) },
+    [u, partial, a.dtProj, a.dtBias, a.A, a.D, xzd, a.ssmState, y, ...(out ? [out.ssm] : [])] as GpuTensor[],
     params,
     [Math.ceil(dInner / scanChannels), Math.ceil(b / scanSeqs)],
   );

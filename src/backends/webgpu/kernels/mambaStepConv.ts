@@ -18,7 +18,8 @@
 // of products (two barriers each) and SQ times fewer workgroups (1536 at SQ = 1).
 // Grid (K = ⌈dInner / C⌉, ⌈b / SQ⌉). Bindings: 0 xz (b, 2·dInner) · 1 convWeight (dInner, w) ·
 // 2 convBias (dInner) · 3 convState (b, dInner, w−1) rw · 4 xProj (R + 2n, dInner) · 5 u (b, dInner)
-// · 6 partial (b, K, R + 2n) · 7 params {hasBias, batch}. dInner, w (≥ 2), n, R, SQ are
+// · 6 partial (b, K, R + 2n) · 7 params {hasBias, batch}; separate (the advanced state written
+// elsewhere, stateDecl): 3 convState read · 7 convStateOut (b, dInner, w−1) · 8 params. dInner, w (≥ 2), n, R, SQ are
 // compile-time.
 // Reference: the conv1d, SiLU and x_proj of mambaStepOps in src/backends/composedOps.ts.
 
@@ -42,16 +43,39 @@ struct Params { hasBias: u32, batch: u32 }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }`;
 }
 
+/**
+ * The binding of a state that a step kernel advances: read_write, updated in place, or (separate:
+ * Backend.mambaStep's statesOut) read only, the advanced state going to `<name>Out` at outBinding.
+ */
+export function stateDecl(
+  name: string,
+  type: string,
+  binding: number,
+  separate: boolean,
+  outBinding: number,
+): string {
+  const state = `@group(0) @binding(${binding}) var<storage, ${separate ? 'read' : 'read_write'}> ${name}: array<${type}>;`;
+  if (!separate) return state;
+  return `${state}\n@group(0) @binding(${outBinding}) var<storage, read_write> ${name}Out: array<${type}>;`;
+}
+
 const sources = new Map<string, string>();
 
-export function convWgsl(shape: StepShape, channels: number, threads: number, seqs: number): string {
-  const key = `${Object.values(shape)}:${channels}:${threads}:${seqs}`;
+export function convWgsl(
+  shape: StepShape,
+  channels: number,
+  threads: number,
+  seqs: number,
+  separate: boolean,
+): string {
+  const key = `${Object.values(shape)}:${channels}:${threads}:${seqs}:${separate}`;
   let source = sources.get(key);
   if (source !== undefined) return source;
   const v = shape.dInner % 4 === 0 ? 4 : 1;
   const lanes = channels / v;
   const rowsInFlight = threads / lanes;
   const perThread = Math.ceil((shape.r + 2 * shape.n) / rowsInFlight);
+  const out = separate ? 'convStateOut' : 'convState';
   const uRun = v === 4 ? 'vec4<f32>(us[at], us[at + 1u], us[at + 2u], us[at + 3u])' : 'us[at]';
   source = /* wgsl */ `${stepHead(shape)}
 alias VX = ${v === 4 ? 'vec4<f32>' : 'f32'};
@@ -66,11 +90,11 @@ const SQ = ${seqs}u; // sequences per workgroup
 @group(0) @binding(0) var<storage, read> xz: array<f32>;
 @group(0) @binding(1) var<storage, read> convWeight: array<f32>;
 @group(0) @binding(2) var<storage, read> convBias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> convState: array<f32>;
+${stateDecl('convState', 'f32', 3, separate, 7)}
 @group(0) @binding(4) var<storage, read> xProj: array<VX>;
 @group(0) @binding(5) var<storage, read_write> u: array<f32>;
 @group(0) @binding(6) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(7) var<uniform> params: Params;
+@group(0) @binding(${separate ? 8 : 7}) var<uniform> params: Params;
 
 var<workgroup> us: array<f32, ${seqs * channels}>; // (sequence, channel)
 var<workgroup> products: array<f32, ${perThread * rowsInFlight * (lanes + 1)}>; // (row, lane), rows padded
@@ -101,8 +125,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       for (var j = 0u; j < W - 1u; j++) { acc += convWeight[ch * W + j] * convState[s0 + j]; }
       let xv = xz[bi * 2u * DI + ch];
       acc += convWeight[ch * W + W - 1u] * xv;
-      for (var j = 0u; j + 2u < W; j++) { convState[s0 + j] = convState[s0 + j + 1u]; }
-      convState[s0 + W - 2u] = xv;
+      for (var j = 0u; j + 2u < W; j++) { ${out}[s0 + j] = convState[s0 + j + 1u]; }
+      ${out}[s0 + W - 2u] = xv;
       v = silu(acc);
       u[bi * DI + ch] = v;
     }

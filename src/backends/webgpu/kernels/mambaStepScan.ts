@@ -19,15 +19,22 @@
 // Grid (⌈dInner / S⌉, ⌈b / SQ⌉). Bindings: 0 u (b, dInner) · 1 partial (b, K, E) ·
 // 2 dtProj (dInner, R) · 3 dtBias (dInner) · 4 A (dInner, n) · 5 D (dInner) ·
 // 6 xz (b, 2·dInner; z is its second half) · 7 ssmState (b, dInner, n) rw · 8 y (b, dInner) ·
-// 9 params {hasBias (unused here), batch}.
+// 9 params {hasBias (unused here), batch}; separate (stateDecl): 7 ssmState read ·
+// 9 ssmStateOut (b, dInner, n) · 10 params.
 // Reference: the dt_proj and selective scan step of mambaStepOps in src/backends/composedOps.ts.
 
-import { type StepShape, stepHead } from './mambaStepConv.ts';
+import { type StepShape, stateDecl, stepHead } from './mambaStepConv.ts';
 
 const sources = new Map<string, string>();
 
-export function scanWgsl(shape: StepShape, blocks: number, channels: number, seqs: number): string {
-  const key = `${Object.values(shape)}:${blocks}:${channels}:${seqs}`;
+export function scanWgsl(
+  shape: StepShape,
+  blocks: number,
+  channels: number,
+  seqs: number,
+  separate: boolean,
+): string {
+  const key = `${Object.values(shape)}:${blocks}:${channels}:${seqs}:${separate}`;
   let source = sources.get(key);
   if (source !== undefined) return source;
   const { n, r } = shape;
@@ -56,9 +63,9 @@ const KP = ${Math.ceil(blocks / p)}u; // partials per thread
 @group(0) @binding(4) var<storage, read> A: array<VN>;
 @group(0) @binding(5) var<storage, read> D: array<f32>;
 @group(0) @binding(6) var<storage, read> xz: array<f32>;
-@group(0) @binding(7) var<storage, read_write> ssmState: array<VN>;
+${stateDecl('ssmState', 'VN', 7, separate, 9)}
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;
-@group(0) @binding(9) var<uniform> params: Params;
+@group(0) @binding(${separate ? 10 : 9}) var<uniform> params: Params;
 
 var<workgroup> sums: array<f32, ${p * seqs * e}>; // (p, sequence, output)
 var<workgroup> dbc: array<f32, ${seqs * e}>; // (sequence, [Δ_low (R), B (N), C (N)])
@@ -123,7 +130,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var acc = VN(0.0);
     for (var i = 0u; i < NV; i++) {
       let hn = exp(dt * a[i]) * h[sq * NV + i] + dt * x[sq] * dbcN(at + R + i * ${vn}u);
-      ssmState[s0 + i] = hn;
+      ${separate ? 'ssmStateOut' : 'ssmState'}[s0 + i] = hn;
       acc += dbcN(at + R + N + i * ${vn}u) * hn;
     }
     y[bi * DI + ch] = (sumN(acc) + d * x[sq]) * silu(g[sq]);
