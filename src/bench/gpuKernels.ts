@@ -212,7 +212,7 @@ async function tunables(): Promise<void> {
     ...['convChannels=32', 'convChannels=128', 'convThreads=128', 'scanChannels=64', 'scanChannels=256'].map(
       (c): [string, number[]] => [`mambaStep.${c}`, [1, 64]],
     ),
-    ...['convSeqs=2', 'convSeqs=4', 'convSeqs=8', 'scanSeqs=2', 'scanSeqs=4', 'scanSeqs=8'].map(
+    ...['convSeqs=1', 'convSeqs=2', 'convSeqs=8', 'scanSeqs=1', 'scanSeqs=4', 'scanSeqs=8'].map(
       (c): [string, number[]] => [`mambaStep.${c}`, [64]],
     ),
     ...[48, 96, 128, 192].map((v): [string, number[]] => [`linear.skinnyGroups=${v}`, [64]]),

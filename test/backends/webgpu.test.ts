@@ -468,7 +468,7 @@ for (const [t, c, tuning] of [
 // blocks than scan threads per output, conv blocks as wide as their workgroup, scan workgroups
 // narrower than x_proj's outputs (each thread then adds several of them); several sequences per
 // workgroup (the last workgroup's ragged, more than the batch, more convs than conv threads), and
-// one scan sequence per workgroup at batch 3 (the default takes 2).
+// one sequence per workgroup of both at batch 3 (the defaults take 4 and 2).
 for (const [d, n, r, w, convBias, b, tuning] of [
   [72, 16, 8, 4, true, 3, {}],
   [70, 16, 6, 4, false, 3, {}],
@@ -479,7 +479,7 @@ for (const [d, n, r, w, convBias, b, tuning] of [
   [72, 16, 8, 2, false, 2, { convChannels: 32, convThreads: 32, scanChannels: 32 }],
   [70, 16, 6, 4, true, 2, { convChannels: 8, convThreads: 128, scanChannels: 16 }],
   [72, 16, 8, 4, true, 3, { convSeqs: 2, scanSeqs: 2 }],
-  [70, 16, 6, 4, false, 3, { scanSeqs: 1 }],
+  [70, 16, 6, 4, false, 3, { convSeqs: 1, scanSeqs: 1 }],
   [70, 16, 6, 4, true, 3, { convSeqs: 4, scanSeqs: 4, convChannels: 32, convThreads: 32, scanChannels: 32 }],
   [130, 6, 5, 3, false, 5, { convSeqs: 2, scanSeqs: 4, convThreads: 64 }],
 ] as const) {

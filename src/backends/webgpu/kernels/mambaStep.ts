@@ -28,12 +28,14 @@ import { scanWgsl } from './mambaStepScan.ts';
  * scanSeqs 2: Mamba 130m at batch 64 took 2.29 ms per greedy step against 2.35–2.40 at 1 in all
  * three rounds of the H100 sweep (gpuKernels --only=tune, 2026-11-23 19:05 UTC; 2.34 against 2.36
  * in the sweep before); the other values were no better than 1.
+ * convSeqs 4: 2.256 against 2.291 ms and 2.231 against 2.268 (the median of three rounds each) in
+ * the two sweeps of 20:01 and 20:17 UTC (no better in the one of 19:05).
  */
 export const mambaStepTuning = {
   convChannels: 64,
   convThreads: 256,
   scanChannels: 128,
-  convSeqs: 1,
+  convSeqs: 4,
   scanSeqs: 2,
 };
 
