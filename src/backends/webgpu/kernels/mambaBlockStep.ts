@@ -102,8 +102,11 @@ export function mambaBlockStep(
   be: WebGpuBackend,
   a: MambaBlockStepArgs,
 ): { residual: GpuTensor; hidden: GpuTensor } {
-  const [parts, b, l, d] = a.hidden.shape;
-  const p = l === 1 ? plan(be, a, b) : null;
+  // Indexing, not destructuring: a batch-1 step records this 24 times, and the iterators and
+  // spread arrays it made were half of the step's garbage.
+  const shape = a.hidden.shape;
+  const [parts, b, d] = [shape[0], shape[1], shape[3]];
+  const p = shape[2] === 1 ? plan(be, a, b) : null;
   if (p === null) return mambaBlockStepOps(be, a) as { residual: GpuTensor; hidden: GpuTensor };
   const dInner = a.dtProj.shape[0];
   const hidden = be.dense(a.hidden as GpuTensor);
@@ -111,43 +114,46 @@ export function mambaBlockStep(
   const residualOut = be.alloc([b, 1, d]);
   const uz = be.alloc([b, 2 * dInner]);
   const partial = be.alloc([b, p.xBlocks, p.e]);
-  const separate = a.statesOut !== undefined;
+  const statesOut = a.statesOut;
+  const separate = statesOut !== undefined;
+  const inputs = [
+    hidden,
+    residual ?? a.norm,
+    a.norm,
+    residualOut,
+    a.inProj,
+    a.inProjBias ?? a.inProj,
+    a.convWeight,
+    a.convBias ?? a.convWeight,
+    a.convState,
+    a.xProj,
+    uz,
+    partial,
+  ] as GpuTensor[];
+  if (statesOut) inputs.push(statesOut.conv as GpuTensor);
   be.dispatch(
     kernel(p, 'in', parts, separate),
-    [
-      hidden,
-      residual ?? a.norm,
-      a.norm,
-      residualOut,
-      a.inProj,
-      a.inProjBias ?? a.inProj,
-      a.convWeight,
-      a.convBias ?? a.convWeight,
-      a.convState,
-      a.xProj,
-      uz,
-      partial,
-      ...(a.statesOut ? [a.statesOut.conv] : []),
-    ] as GpuTensor[],
+    inputs,
     [b, residual ? 1 : 0, a.inProjBias ? 1 : 0, a.convBias ? 1 : 0, { f32: a.eps }],
     [2 * p.xBlocks],
   );
   const out = a.whole ? be.alloc([b, 1, dInner]) : be.alloc([p.groups, b, 1, d]);
+  const outputs = [
+    uz,
+    partial,
+    a.dtProj,
+    a.dtBias,
+    a.A,
+    a.D,
+    a.ssmState,
+    a.outProj,
+    a.outProjBias ?? a.outProj,
+    out,
+  ] as GpuTensor[];
+  if (statesOut) outputs.push(statesOut.ssm as GpuTensor);
   be.dispatch(
     kernel(p, a.whole ? 'y' : 'out', parts, separate),
-    [
-      uz,
-      partial,
-      a.dtProj,
-      a.dtBias,
-      a.A,
-      a.D,
-      a.ssmState,
-      a.outProj,
-      a.outProjBias ?? a.outProj,
-      out,
-      ...(a.statesOut ? [a.statesOut.ssm] : []),
-    ] as GpuTensor[],
+    outputs,
     [b, a.outProjBias ? 1 : 0],
     [p.groups, b],
   );
