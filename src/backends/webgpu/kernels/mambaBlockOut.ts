@@ -27,7 +27,7 @@
 // Reference: mambaBlockStepOps in src/backends/composedOps.ts from mambaStep's x_proj on (run on
 // the CPU; the summation orders differ).
 
-import { stateDecl } from './mambaStepConv.ts';
+import { addShares, stateDecl } from './mambaStepConv.ts';
 
 const THREADS = 256;
 
@@ -88,6 +88,7 @@ var<workgroup> dbc: array<f32, ${e}>; // [Δ_low (R), B (N), C (N)]
 var<workgroup> shares: array<f32, ${THREADS}>; // (channel, q): C·h over q's states
 var<workgroup> ys: array<vec4<f32>, S4>;
 
+${addShares}
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn run4(at: u32) -> vec4<f32> { return vec4<f32>(dbc[at], dbc[at + 1u], dbc[at + 2u], dbc[at + 3u]); }
@@ -116,15 +117,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (li < PE * E) {
     let o = li % E;
     let p = li / E;
-    var got: array<f32, KP>; // all loads issued before the first add
-    for (var k = 0u; k < KP; k++) {
-      let blk = p + k * PE;
-      got[k] = 0.0;
-      if (blk < KX) { got[k] = partial[(seq * KX + blk) * E + o]; }
-    }
-    var v = 0.0;
-    for (var k = 0u; k < KP; k++) { v += got[k]; }
-    sums[li] = v;
+    sums[li] = addShares(seq * KX * E + o, p, PE, KX, true);
   }
   workgroupBarrier();
   if (li < E) {

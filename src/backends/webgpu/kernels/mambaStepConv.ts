@@ -59,6 +59,24 @@ export function stateDecl(
   return `${state}\n@group(0) @binding(${outBinding}) var<storage, read_write> ${name}Out: array<${type}>;`;
 }
 
+/**
+ * WGSL: the sum of the shares partial[at + k·E] for k = first, first + every, … < count (none
+ * unless live), all KP loads issued before the first add (a loop adding each load waited one L2
+ * latency per share). The kernel declares `partial`, E and KP.
+ */
+export const addShares = /* wgsl */ `
+fn addShares(at: u32, first: u32, every: u32, count: u32, live: bool) -> f32 {
+  var got: array<f32, KP>;
+  for (var j = 0u; j < KP; j++) {
+    let k = first + j * every;
+    got[j] = 0.0;
+    if (live && k < count) { got[j] = partial[at + k * E]; }
+  }
+  var s = 0.0;
+  for (var j = 0u; j < KP; j++) { s += got[j]; }
+  return s;
+}`;
+
 const sources = new Map<string, string>();
 
 export function convWgsl(

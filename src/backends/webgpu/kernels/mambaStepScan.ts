@@ -23,7 +23,7 @@
 // 9 ssmStateOut (b, dInner, n) · 10 params.
 // Reference: the dt_proj and selective scan step of mambaStepOps in src/backends/composedOps.ts.
 
-import { type StepShape, stateDecl, stepHead } from './mambaStepConv.ts';
+import { addShares, type StepShape, stateDecl, stepHead } from './mambaStepConv.ts';
 
 const sources = new Map<string, string>();
 
@@ -70,6 +70,7 @@ ${stateDecl('ssmState', 'VN', 7, separate, 9)}
 var<workgroup> sums: array<f32, ${p * seqs * e}>; // (p, sequence, output)
 var<workgroup> dbc: array<f32, ${seqs * e}>; // (sequence, [Δ_low (R), B (N), C (N)])
 
+${addShares}
 fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
 fn dbcR(at: u32) -> VR { return ${run(vr)}; }
 fn dbcN(at: u32) -> VN { return ${run(vn)}; }
@@ -101,15 +102,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let bi = seq0 + o / E;
     let e = o % E;
     let first = t / SE;
-    var got: array<f32, KP>; // all loads issued before the first add
-    for (var j = 0u; j < KP; j++) {
-      let k = first + j * P;
-      got[j] = 0.0;
-      if (k < K && bi < params.batch) { got[j] = partial[(bi * K + k) * E + e]; }
-    }
-    var s = 0.0;
-    for (var j = 0u; j < KP; j++) { s += got[j]; }
-    sums[t] = s;
+    sums[t] = addShares(bi * K * E + e, first, P, K, bi < params.batch);
   }
   workgroupBarrier();
   for (var o = li; o < SE; o += S) {
