@@ -104,7 +104,8 @@ export interface Backend {
   /**
    * Mamba's mixer between in_proj and out_proj for one token per sequence (decoding), fused where
    * the backend can: conv1d + SiLU → u; x_proj(u) → [Δ (rank R), B, C]; Δ = dt_proj(Δ); selective
-   * scan with the D skip and the SiLU(z) gate → y (b, 1, dInner). Both states advance.
+   * scan with the D skip and the SiLU(z) gate → y (b, 1, dInner). Both states advance, in place or
+   * into statesOut.
    */
   mambaStep(args: MambaStepArgs): Tensor;
   /**
@@ -126,7 +127,7 @@ export interface Backend {
    * in_proj(RMSNorm(residual') · norm))) comes back as P' partial sums (P', b, 1, d) whose sum is
    * the output, so that a backend may leave out_proj's reduction over dInner to the next block's
    * norm (the WebGPU one does at small batches); `whole` asks for P' = 1 (before the final norm).
-   * Both states advance.
+   * Both states advance, in place or into statesOut.
    */
   mambaBlockStep(args: MambaBlockStepArgs): { residual: Tensor; hidden: Tensor };
 

@@ -8,7 +8,8 @@
 //     and each channel block's share of out_proj: the block's output leaves as G partial sums
 //     (G, b, 1, d), added by the next block's mambaBlockIn (the last block, `whole`, writes y and
 //     runs out_proj as a projection instead: the final norm's LM head has 50k rows to feed).
-// Other batches and shapes take the unfused ops (composedOps.ts), which is also the reference.
+// With statesOut both kernels read the states and write the advanced ones there (their `separate`
+// variants). Other batches and shapes take the unfused ops (composedOps.ts), also the reference.
 
 import type { Tensor } from '../../../core/tensor.ts';
 import type { MambaBlockStepArgs } from '../../backend.ts';
