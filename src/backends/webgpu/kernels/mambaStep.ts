@@ -10,11 +10,12 @@
 // workgroup. dInner, w (≥ 2), n and R are compile-time constants; other shapes take the unfused ops.
 // Reference: mambaStepOps in src/backends/composedOps.ts (the model's ops), run on the CPU.
 
+import type { Tensor } from '../../../core/tensor.ts';
 import type { MambaStepArgs } from '../../backend.ts';
 import { mambaStepOps } from '../../composedOps.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
-import type { WebGpuBackend } from '../webgpuBackend.ts';
-import { convWgsl } from './mambaStepConv.ts';
+import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
+import { convWgsl, type StepShape } from './mambaStepConv.ts';
 import { scanWgsl } from './mambaStepScan.ts';
 
 /**
@@ -39,6 +40,55 @@ export const mambaStepTuning = {
   scanSeqs: 2,
 };
 
+/**
+ * The two kernels of a layer's step by its dt_proj weight, then batch and whether the states are
+ * written in place (b·2 + separate), under the tuning in `builtWith`.
+ */
+let made = new WeakMap<Tensor, Map<number, { conv: Kernel; scan: Kernel }>>();
+const builtWith = { ...mambaStepTuning };
+
+/**
+ * The step's kernels, their sources found once per shape, batch and tuning: building the sources'
+ * cache keys on every call cost ~1 µs of JS each, 48 times per batched decoding step.
+ */
+function kernels(
+  dtProj: Tensor,
+  shape: StepShape,
+  b: number,
+  separate: boolean,
+): { conv: Kernel; scan: Kernel } {
+  const t = mambaStepTuning;
+  const w = builtWith;
+  if (
+    t.convChannels !== w.convChannels ||
+    t.convThreads !== w.convThreads ||
+    t.scanChannels !== w.scanChannels ||
+    t.convSeqs !== w.convSeqs ||
+    t.scanSeqs !== w.scanSeqs
+  ) {
+    made = new WeakMap();
+    Object.assign(builtWith, mambaStepTuning);
+  }
+  let layer = made.get(dtProj);
+  if (layer === undefined) {
+    layer = new Map();
+    made.set(dtProj, layer);
+  }
+  const key = b * 2 + (separate ? 1 : 0);
+  let k = layer.get(key);
+  if (k === undefined) {
+    const { convChannels, convThreads, scanChannels } = t;
+    const blocks = Math.ceil(shape.dInner / convChannels);
+    const [convSeqs, scanSeqs] = [Math.min(t.convSeqs, b), Math.min(t.scanSeqs, b)];
+    k = {
+      conv: { name: 'mambaStepConv', wgsl: convWgsl(shape, convChannels, convThreads, convSeqs, separate) },
+      scan: { name: 'mambaStepScan', wgsl: scanWgsl(shape, blocks, scanChannels, scanSeqs, separate) },
+    };
+    layer.set(key, k);
+  }
+  return k;
+}
+
 export function mambaStep(be: WebGpuBackend, a: MambaStepArgs): GpuTensor {
   const [b, l, twice] = a.xz.shape;
   const [dInner, r] = a.dtProj.shape;
@@ -47,7 +97,6 @@ export function mambaStep(be: WebGpuBackend, a: MambaStepArgs): GpuTensor {
   if (l !== 1 || twice !== 2 * dInner || w < 2 || !xz.contiguous) return mambaStepOps(be, a) as GpuTensor;
   const { convChannels, convThreads, scanChannels } = mambaStepTuning;
   if (convThreads < convChannels) throw new Error('mambaStepTuning: convThreads < convChannels');
-  const shape = { dInner, w, n, r };
   const blocks = Math.ceil(dInner / convChannels);
   const xzd = be.dense(xz);
   const u = be.alloc([b, dInner]);
@@ -58,27 +107,15 @@ export function mambaStep(be: WebGpuBackend, a: MambaStepArgs): GpuTensor {
   const scanSeqs = Math.min(mambaStepTuning.scanSeqs, b);
   const convBias = (a.convBias ?? a.convWeight) as GpuTensor;
   const out = a.statesOut; // the advanced states go there (the given ones are only read)
-  be.dispatch(
-    { name: 'mambaStepConv', wgsl: convWgsl(shape, convChannels, convThreads, convSeqs, out !== undefined) },
-    [
-      xzd,
-      a.convWeight,
-      convBias,
-      a.convState,
-      a.xProj,
-      u,
-      partial,
-      ...(out ? [out.conv] : []),
-    ] as GpuTensor[],
-    params,
-    [blocks, Math.ceil(b / convSeqs)],
-  );
-  be.dispatch(
-    { name: 'mambaStepScan', wgsl: scanWgsl(shape, blocks, scanChannels, scanSeqs, out !== undefined) },
-    [u, partial, a.dtProj, a.dtBias, a.A, a.D, xzd, a.ssmState, y, ...(out ? [out.ssm] : [])] as GpuTensor[],
-    params,
-    [Math.ceil(dInner / scanChannels), Math.ceil(b / scanSeqs)],
-  );
+  const step = kernels(a.dtProj, { dInner, w, n, r }, b, out !== undefined);
+  const convBuffers = [xzd, a.convWeight, convBias, a.convState, a.xProj, u, partial] as GpuTensor[];
+  const scanBuffers = [u, partial, a.dtProj, a.dtBias, a.A, a.D, xzd, a.ssmState, y] as GpuTensor[];
+  if (out) {
+    convBuffers.push(out.conv as GpuTensor);
+    scanBuffers.push(out.ssm as GpuTensor);
+  }
+  be.dispatch(step.conv, convBuffers, params, [blocks, Math.ceil(b / convSeqs)]);
+  be.dispatch(step.scan, scanBuffers, params, [Math.ceil(dInner / scanChannels), Math.ceil(b / scanSeqs)]);
   be.release(u);
   be.release(partial);
   return y;

@@ -39,7 +39,7 @@
 // prologue, addRmsNormLinearOps in src/backends/composedOps.ts.
 
 import type { GpuTensor } from '../gpuTensor.ts';
-import type { WebGpuBackend } from '../webgpuBackend.ts';
+import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
 import { type NormPrologue, projectionBindings } from './matvec.ts';
 
 /**
@@ -305,6 +305,49 @@ ${block((i, j, a) => `  put(row0 + ty + TMR * ${i}u, col0 + tx + TNC * ${j}u, ac
   return source;
 }
 
+/** The tiles and kernel of each (m, n, vec, norm) under the tuning in `builtWith`. */
+const chosen = new Map<number, { tiles: SkinnyTiles; kernel: Kernel }>();
+const builtWith = { ...skinnyTuning, groups: 0 };
+
+/**
+ * skinnyTiles and the kernel's source for a call, worked out once: a batched decoding step makes
+ * 49 of these calls, and choosing tiles and building the source's cache key each time cost ~1.5 µs
+ * of JS per call.
+ */
+function choose(
+  be: WebGpuBackend,
+  m: number,
+  n: number,
+  groups: number,
+  vec: 1 | 4,
+  norm: boolean,
+): { tiles: SkinnyTiles; kernel: Kernel } {
+  const t = skinnyTuning;
+  const b = builtWith;
+  if (
+    t.threads !== b.threads ||
+    t.rowBlock !== b.rowBlock ||
+    t.colBlock !== b.colBlock ||
+    t.memory !== b.memory ||
+    t.maxKt !== b.maxKt ||
+    groups !== b.groups
+  ) {
+    chosen.clear();
+    Object.assign(builtWith, skinnyTuning, { groups });
+  }
+  const key = ((m * 16777216 + n) * 2 + (norm ? 1 : 0)) * 2 + (vec === 4 ? 1 : 0);
+  let made = chosen.get(key);
+  if (made === undefined) {
+    const { maxComputeInvocationsPerWorkgroup: maxThreads, maxComputeWorkgroupStorageSize: maxBytes } =
+      be.limits;
+    const tiles = skinnyTiles(m, n, groups, norm, maxThreads, maxBytes);
+    const name = `skinnyLinear${tiles.tm}x${tiles.tn}x${vec}${norm ? 'Norm' : ''}`;
+    made = { tiles, kernel: { name, wgsl: wgsl(tiles, vec, norm) } };
+    chosen.set(key, made);
+  }
+  return made;
+}
+
 export function skinnyLinear(
   be: WebGpuBackend,
   x: GpuTensor,
@@ -317,14 +360,9 @@ export function skinnyLinear(
 ): void {
   const [n, k] = weight.shape;
   const { vec, buffers, xOffset, xStride } = projectionBindings(x, weight, bias, out, norm);
-  const { maxComputeInvocationsPerWorkgroup: maxThreads, maxComputeWorkgroupStorageSize: maxBytes } =
-    be.limits;
-  const tiles = skinnyTiles(m, n, groups, norm !== null, maxThreads, maxBytes);
+  const { tiles, kernel } = choose(be, m, n, groups, vec, norm !== null);
   be.dispatch(
-    {
-      name: `skinnyLinear${tiles.tm}x${tiles.tn}x${vec}${norm ? 'Norm' : ''}`,
-      wgsl: wgsl(tiles, vec, norm !== null),
-    },
+    kernel,
     buffers,
     [m, n, k, bias ? 1 : 0, xOffset, xStride, norm?.residual ? 1 : 0, { f32: norm?.eps ?? 0 }],
     [Math.ceil(n / tiles.tn), Math.ceil(m / tiles.tm)],
