@@ -19,6 +19,7 @@ import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
 import { linear } from './linear.ts';
 import { inMemory, inWgsl } from './mambaBlockIn.ts';
 import { type BlockShape, outChannels, outWgsl } from './mambaBlockOut.ts';
+import { retuned } from './tuning.ts';
 
 /**
  * maxBatch: the largest batch that takes the two kernels (each workgroup holds every sequence's
@@ -42,20 +43,23 @@ interface Plan {
 }
 
 /**
- * Plans by the layer's dt_proj weight and batch size: working them out (and finding the kernels'
- * sources) took ~5 µs of JS per block and step, on the critical path of batch-1 decoding.
+ * Plans by the layer's dt_proj weight and batch size, under the tuning in `builtWith`: working
+ * them out (and finding the kernels' sources) took ~5 µs of JS per block and step, on the critical
+ * path of batch-1 decoding.
  */
-const plans = new WeakMap<Tensor, Map<number, { tuning: typeof blockStepTuning; plan: Plan | null }>>();
+let plans = new WeakMap<Tensor, Map<number, Plan | null>>();
+const builtWith = { ...blockStepTuning };
 
 function plan(be: WebGpuBackend, a: MambaBlockStepArgs, b: number): Plan | null {
+  const tuning = blockStepTuning;
+  if (retuned(builtWith, tuning)) plans = new WeakMap();
   let byBatch = plans.get(a.dtProj);
   if (byBatch === undefined) {
     byBatch = new Map();
     plans.set(a.dtProj, byBatch);
   }
   const cached = byBatch.get(b);
-  const tuning = blockStepTuning;
-  if (cached !== undefined && sameTuning(cached.tuning, tuning)) return cached.plan;
+  if (cached !== undefined) return cached;
   const d = a.hidden.shape[3];
   const [dInner, r] = a.dtProj.shape;
   const shape: BlockShape = { d, dInner, w: a.convWeight.shape[1], n: a.A.shape[1], r };
@@ -73,7 +77,7 @@ function plan(be: WebGpuBackend, a: MambaBlockStepArgs, b: number): Plan | null 
       e: r + 2 * shape.n,
     };
   }
-  byBatch.set(b, { tuning: { ...tuning }, plan: made });
+  byBatch.set(b, made);
   return made;
 }
 
@@ -93,10 +97,6 @@ function kernel(p: Plan, which: 'in' | 'out' | 'y', parts: number, separate: boo
     p.kernels.set(key, made);
   }
   return made;
-}
-
-function sameTuning(x: typeof blockStepTuning, y: typeof blockStepTuning): boolean {
-  return x.maxBatch === y.maxBatch && x.inChannels === y.inChannels && x.maxLoads === y.maxLoads;
 }
 
 export function mambaBlockStep(

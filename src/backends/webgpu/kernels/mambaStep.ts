@@ -17,6 +17,7 @@ import type { GpuTensor } from '../gpuTensor.ts';
 import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
 import { convWgsl, type StepShape } from './mambaStepConv.ts';
 import { scanWgsl } from './mambaStepScan.ts';
+import { retuned } from './tuning.ts';
 
 /**
  * The work decomposition (powers of two; read when a step is recorded):
@@ -44,31 +45,25 @@ export const mambaStepTuning = {
  * The two kernels of a layer's step by its dt_proj weight, then batch and whether the states are
  * written in place (b·2 + separate), under the tuning in `builtWith`.
  */
-let made = new WeakMap<Tensor, Map<number, { conv: Kernel; scan: Kernel }>>();
+let made = new WeakMap<Tensor, Map<number, StepKernels>>();
 const builtWith = { ...mambaStepTuning };
 
 /**
  * The step's kernels, their sources found once per shape, batch and tuning: building the sources'
  * cache keys on every call cost ~1 µs of JS each, 48 times per batched decoding step.
  */
-function kernels(
-  dtProj: Tensor,
-  shape: StepShape,
-  b: number,
-  separate: boolean,
-): { conv: Kernel; scan: Kernel } {
+/** A step's two kernels, with the blocks of channels and the sequences per workgroup they take. */
+interface StepKernels {
+  conv: Kernel;
+  scan: Kernel;
+  blocks: number;
+  convSeqs: number;
+  scanSeqs: number;
+}
+
+function kernels(dtProj: Tensor, shape: StepShape, b: number, separate: boolean): StepKernels {
   const t = mambaStepTuning;
-  const w = builtWith;
-  if (
-    t.convChannels !== w.convChannels ||
-    t.convThreads !== w.convThreads ||
-    t.scanChannels !== w.scanChannels ||
-    t.convSeqs !== w.convSeqs ||
-    t.scanSeqs !== w.scanSeqs
-  ) {
-    made = new WeakMap();
-    Object.assign(builtWith, mambaStepTuning);
-  }
+  if (retuned(builtWith, t)) made = new WeakMap();
   let layer = made.get(dtProj);
   if (layer === undefined) {
     layer = new Map();
@@ -83,6 +78,9 @@ function kernels(
     k = {
       conv: { name: 'mambaStepConv', wgsl: convWgsl(shape, convChannels, convThreads, convSeqs, separate) },
       scan: { name: 'mambaStepScan', wgsl: scanWgsl(shape, blocks, scanChannels, scanSeqs, separate) },
+      blocks,
+      convSeqs,
+      scanSeqs,
     };
     layer.set(key, k);
   }
@@ -97,17 +95,15 @@ export function mambaStep(be: WebGpuBackend, a: MambaStepArgs): GpuTensor {
   if (l !== 1 || twice !== 2 * dInner || w < 2 || !xz.contiguous) return mambaStepOps(be, a) as GpuTensor;
   const { convChannels, convThreads, scanChannels } = mambaStepTuning;
   if (convThreads < convChannels) throw new Error('mambaStepTuning: convThreads < convChannels');
-  const blocks = Math.ceil(dInner / convChannels);
+  const out = a.statesOut; // the advanced states go there (the given ones are only read)
+  const step = kernels(a.dtProj, { dInner, w, n, r }, b, out !== undefined);
+  const { blocks, convSeqs, scanSeqs } = step;
   const xzd = be.dense(xz);
   const u = be.alloc([b, dInner]);
   const partial = be.alloc([b, blocks, r + 2 * n]);
   const y = be.alloc([b, 1, dInner]);
   const params = [a.convBias ? 1 : 0, b];
-  const convSeqs = Math.min(mambaStepTuning.convSeqs, b);
-  const scanSeqs = Math.min(mambaStepTuning.scanSeqs, b);
   const convBias = (a.convBias ?? a.convWeight) as GpuTensor;
-  const out = a.statesOut; // the advanced states go there (the given ones are only read)
-  const step = kernels(a.dtProj, { dInner, w, n, r }, b, out !== undefined);
   const convBuffers = [xzd, a.convWeight, convBias, a.convState, a.xProj, u, partial] as GpuTensor[];
   const scanBuffers = [u, partial, a.dtProj, a.dtBias, a.A, a.D, xzd, a.ssmState, y] as GpuTensor[];
   if (out) {

@@ -27,6 +27,7 @@
 
 import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
+import { retuned } from './tuning.ts';
 
 /** Rows per block (the most partial dot products a thread keeps in registers). */
 export const MAX_M = 8;
@@ -48,11 +49,7 @@ const kernels = new Map<number, Kernel>();
 const builtWith = { ...matvecTuning };
 
 function kernel(vec: 1 | 4, maxM: number, norm: boolean, k: number): Kernel {
-  const { teams, lanes, maxLoads } = matvecTuning;
-  if (teams !== builtWith.teams || lanes !== builtWith.lanes || maxLoads !== builtWith.maxLoads) {
-    kernels.clear();
-    Object.assign(builtWith, matvecTuning);
-  }
+  if (retuned(builtWith, matvecTuning)) kernels.clear();
   const key = ((k * 16 + maxM) * 2 + (norm ? 1 : 0)) * 2 + (vec === 4 ? 1 : 0);
   let cached = kernels.get(key);
   if (cached === undefined) {

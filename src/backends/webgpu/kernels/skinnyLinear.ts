@@ -41,6 +41,7 @@
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
 import { type NormPrologue, projectionBindings } from './matvec.ts';
+import { retuned } from './tuning.ts';
 
 /**
  * The H100's choices (powers of two; read when a kernel is recorded; the device's limits cap
@@ -307,7 +308,8 @@ ${block((i, j, a) => `  put(row0 + ty + TMR * ${i}u, col0 + tx + TNC * ${j}u, ac
 
 /** The tiles and kernel of each (m, n, vec, norm) under the tuning in `builtWith`. */
 const chosen = new Map<number, { tiles: SkinnyTiles; kernel: Kernel }>();
-const builtWith = { ...skinnyTuning, groups: 0 };
+const builtWith = { ...skinnyTuning };
+let groupsBuilt = 0; // linearTuning.skinnyGroups
 
 /**
  * skinnyTiles and the kernel's source for a call, worked out once: a batched decoding step makes
@@ -322,18 +324,9 @@ function choose(
   vec: 1 | 4,
   norm: boolean,
 ): { tiles: SkinnyTiles; kernel: Kernel } {
-  const t = skinnyTuning;
-  const b = builtWith;
-  if (
-    t.threads !== b.threads ||
-    t.rowBlock !== b.rowBlock ||
-    t.colBlock !== b.colBlock ||
-    t.memory !== b.memory ||
-    t.maxKt !== b.maxKt ||
-    groups !== b.groups
-  ) {
+  if (retuned(builtWith, skinnyTuning) || groups !== groupsBuilt) {
     chosen.clear();
-    Object.assign(builtWith, skinnyTuning, { groups });
+    groupsBuilt = groups;
   }
   const key = ((m * 16777216 + n) * 2 + (norm ? 1 : 0)) * 2 + (vec === 4 ? 1 : 0);
   let made = chosen.get(key);
