@@ -5,7 +5,8 @@
 // several x blocks and channel groups; n = 8, 16 and 32 (2, 4 and 8 threads per channel); d whose
 // vec4s do not fill the lanes; with and without every bias; batches 1 to 4 (M = 1, 2, 4 with a
 // ragged one); a narrow tuning (16 channels per workgroup, in_proj loads in ragged runs of 2);
-// d = 264: two out_proj rows per thread.
+// d = 264: two out_proj rows per thread. Out of place, out_proj's rows are cut in slices (the
+// default 3, of 14 rows for d = 40; 4 of 66 for d = 264; and 1).
 // Three cases advance the states out of place (Backend.mambaStep's statesOut, one through the
 // composed ops): the given states must come back unchanged. Shapes and batches the kernels do not
 // take run the composed ops (counted dispatches).
@@ -63,6 +64,8 @@ for (const [d, dInner, n, r, w, biases, b, fused, tuning, separate] of [
   [20, 64, 32, 8, 4, false, 3, true, {}, true],
   [36, 64, 16, 12, 3, true, 4, true, { inChannels: 16, maxLoads: 2 }],
   [264, 128, 16, 4, 4, true, 1, true, {}],
+  [264, 128, 16, 4, 4, true, 1, true, { outSlices: 4 }, true],
+  [40, 128, 16, 4, 4, true, 2, true, { outSlices: 1 }, true],
   [40, 128, 16, 4, 4, true, 5, false, {}],
   [40, 128, 16, 4, 4, true, 5, false, {}, true],
   [40, 128, 16, 5, 4, true, 1, false, {}],

@@ -5,7 +5,8 @@
 //   and (OUT) out_proj's share of the workgroup's channels: out[g] = out_proj[:, block g] · y[g],
 // left as G = dInner / S partial sums that the next block's mambaBlockIn adds up with its
 // residual (OUT = false, for the last block: y itself, projected by a separate out_proj).
-// Grid (G, b): workgroup (g, s) owns channels g·S .. of sequence s. 256 threads, Q = n / 4 per
+// Grid (G, b, K): workgroup (g, s, k) owns channels g·S .. of sequence s, and slice k of out_proj's
+// rows (r0 = k·DK .. of DK = ⌈d / K⌉). 256 threads, Q = n / 4 per
 // channel (S = 256 / Q channels), each with one vec4 of the channel's n states:
 // - each thread first loads what it needs (its channel's dt_proj row, A and state vec4s, u, z,
 //   D, dt_bias) and, with OUT, the first out_proj row it will multiply;
@@ -14,16 +15,19 @@
 // - each thread computes its channel's Δ (the Q threads of a channel alike), advances its 4
 //   states and writes them; the Q shares of C·h are added by the channel's first thread, which
 //   finishes y into workgroup memory (or writes it, without OUT);
-// - OUT: thread i computes rows i, i + 256, … of out_proj over the S channels (S / 4 vec4 loads
-//   each) and writes out[g, s, row], the out_proj bias added by workgroup g = 0.
-// (Splitting out_proj's rows over more workgroups would spread its reads over more SMs, but each
-// would run the group's scan and one of them would update the state that the others read.)
+// - OUT: thread i computes rows r0 + i, r0 + i + 256, … of the slice's out_proj rows over the S
+//   channels (S / 4 vec4 loads each) and writes out[g, s, row], the out_proj bias added by
+//   workgroup g = 0.
+// Slices (K, compile-time, grid z): with the states advanced out of place (`separate`), K
+// workgroups per (group, sequence) each run the group's scan (cheap: S channels) and take d / K of
+// out_proj's rows, spreading its reads (the most bytes of the kernel) over K times more SMs; slice
+// 0 writes the state. In place K is 1: a slice writing the state would race the others' reads.
 // Bindings: 0 uz (b, 2·dInner): [u, z] · 1 partial (b, KX, E) · 2 dtProj (dInner, R) ·
 // 3 dtBias (dInner) · 4 A (dInner, n) · 5 D (dInner) · 6 ssmState (b, dInner, n) rw ·
 // 7 outProj (d, dInner) · 8 outBias (d) (a stand-in when hasOutBias is 0) ·
 // 9 out: (G, b, d) partial sums with OUT, else y (b, dInner) · 10 params {batch, hasOutBias};
 // separate (stateDecl): 6 ssmState read · 10 ssmStateOut (b, dInner, n) · 11 params.
-// d, dInner, n, R, KX, OUT are compile-time; n, R, d, S are multiples of 4.
+// d, dInner, n, R, KX, OUT, K are compile-time; n, R, d, S are multiples of 4.
 // Reference: mambaBlockStepOps in src/backends/composedOps.ts from mambaStep's x_proj on (run on
 // the CPU; the summation orders differ).
 
@@ -47,14 +51,21 @@ export function outChannels(n: number): number {
 
 const sources = new Map<string, string>();
 
-export function outWgsl(shape: BlockShape, xBlocks: number, out: boolean, separate: boolean): string {
-  const key = `${Object.values(shape)}:${xBlocks}:${out}:${separate}`;
+export function outWgsl(
+  shape: BlockShape,
+  xBlocks: number,
+  out: boolean,
+  separate: boolean,
+  slices: number,
+): string {
+  const key = `${Object.values(shape)}:${xBlocks}:${out}:${separate}:${slices}`;
   let source = sources.get(key);
   if (source !== undefined) return source;
   const { d, dInner, n, r } = shape;
   const e = r + 2 * n;
   const pe = Math.floor(THREADS / e);
   const s = outChannels(n);
+  const rows = Math.ceil(d / slices); // out_proj rows per slice
   source = /* wgsl */ `
 const D = ${d}u;
 const DI = ${dInner}u;
@@ -69,7 +80,8 @@ const PE = ${pe}u; // threads per output adding partials
 const KP = ${Math.ceil(xBlocks / pe)}u; // partials per thread
 const S = ${s}u;
 const S4 = ${s / 4}u;
-const ROWS = ${Math.ceil(d / THREADS)}u; // out_proj rows per thread
+const DK = ${rows}u; // out_proj rows per slice
+const ROWS = ${Math.ceil(rows / THREADS)}u; // out_proj rows per thread
 struct Params { batch: u32, hasOutBias: u32 }
 @group(0) @binding(0) var<storage, read> uz: array<f32>;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
@@ -96,6 +108,7 @@ fn run4(at: u32) -> vec4<f32> { return vec4<f32>(dbc[at], dbc[at + 1u], dbc[at +
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let seq = wg.y;
+  let r0 = wg.z * DK; // the slice's first out_proj row
   let c = li / N4;
   let q = li % N4;
   let ch = wg.x * S + c;
@@ -111,7 +124,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   ${
     out
       ? `var wo: array<vec4<f32>, S4>; // the first out_proj row of this thread
-  for (var j = 0u; j < S4; j++) { wo[j] = outProj[min(li, D - 1u) * DI4 + wg.x * S4 + j]; }`
+  for (var j = 0u; j < S4; j++) { wo[j] = outProj[min(r0 + li, D - 1u) * DI4 + wg.x * S4 + j]; }`
       : ''
   }
   if (li < PE * E) {
@@ -130,7 +143,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var k = 0u; k < R4; k++) { dt += dot(dtw[k], run4(4u * k)); }
   let delta = softplus(dt);
   let next = exp(delta * a) * h + (delta * u) * run4(R + 4u * q);
-  ${separate ? 'ssmStateOut' : 'ssmState'}[at] = next;
+  ${separate ? (slices > 1 ? 'if (wg.z == 0u) { ssmStateOut[at] = next; }' : 'ssmStateOut[at] = next;') : 'ssmState[at] = next;'}
   shares[li] = dot(run4(R + N + 4u * q), next);
   workgroupBarrier();
   if (q == 0u) {
@@ -143,8 +156,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     out
       ? `workgroupBarrier();
   for (var i = 0u; i < ROWS; i++) {
-    let o = li + i * ${THREADS}u;
-    if (o < D) {
+    let k = li + i * ${THREADS}u;
+    let o = r0 + k;
+    if (k < DK && o < D) {
       if (i > 0u) { for (var j = 0u; j < S4; j++) { wo[j] = outProj[o * DI4 + wg.x * S4 + j]; } }
       var v = 0.0;
       for (var j = 0u; j < S4; j++) { v += dot(wo[j], ys[j]); }

@@ -26,9 +26,11 @@ import { retuned } from './tuning.ts';
  * normed input; weights are read once per workgroup for all of them; at most 4);
  * inChannels: in_proj rows (channels) per mambaBlockIn workgroup: 32 gives 96 workgroups for
  * Mamba 130m and 48 x_proj shares for mambaBlockOut to add;
- * maxLoads: in_proj loads a lane issues before using them.
+ * maxLoads: in_proj loads a lane issues before using them;
+ * outSlices: mambaBlockOut workgroups sharing a channel group's out_proj rows when the states
+ * advance out of place (each runs the group's scan; in place it is 1).
  */
-export const blockStepTuning = { maxBatch: 4, inChannels: 32, maxLoads: 24 };
+export const blockStepTuning = { maxBatch: 4, inChannels: 32, maxLoads: 24, outSlices: 3 };
 
 const STORAGE_BUFFERS = 13; // mambaBlockIn's, with the separate conv state out
 
@@ -93,7 +95,10 @@ function kernel(p: Plan, which: 'in' | 'out' | 'y', parts: number, separate: boo
     made =
       which === 'in'
         ? { name: 'mambaBlockIn', wgsl: inWgsl(p.shape, p.m, inChannels, maxLoads, parts, separate) }
-        : { name: 'mambaBlockOut', wgsl: outWgsl(p.shape, p.xBlocks, which === 'out', separate) };
+        : {
+            name: 'mambaBlockOut',
+            wgsl: outWgsl(p.shape, p.xBlocks, which === 'out', separate, slices(which, separate)),
+          };
     p.kernels.set(key, made);
   }
   return made;
@@ -156,7 +161,7 @@ export function mambaBlockStep(
     kernel(p, a.whole ? 'y' : 'out', parts, separate),
     outputs,
     [b, a.outProjBias ? 1 : 0],
-    [p.groups, b],
+    [p.groups, b, slices(a.whole ? 'y' : 'out', separate)],
   );
   be.release(uz);
   be.release(partial);
@@ -164,6 +169,11 @@ export function mambaBlockStep(
   const projected = linear(be, out, a.outProj as GpuTensor, a.outProjBias as GpuTensor | null); // (b, 1, d)
   be.release(out);
   return { residual: residualOut, hidden: be.reshape(projected, [1, b, 1, d]) as GpuTensor };
+}
+
+/** mambaBlockOut's slices of out_proj's rows: only its shares, only with the states out of place. */
+function slices(which: 'in' | 'out' | 'y', separate: boolean): number {
+  return which === 'out' && separate ? Math.max(1, Math.floor(blockStepTuning.outSlices)) : 1;
 }
 
 /** Whether the two kernels take this shape on this device. */
