@@ -8,6 +8,7 @@
 import type { SelectiveScanArgs, SsdArgs } from '../backends/backend.ts';
 import { backendTuning, type WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
 import type { Tensor } from '../core/tensor.ts';
+import { defaultLookahead } from '../generate/generate.ts';
 import type { CausalLM } from '../models/causalLM.ts';
 import { releaseState } from '../models/state.ts';
 import { KernelProfile, type KernelTime } from './gpuProfile.ts';
@@ -197,35 +198,48 @@ export class GpuTimer {
   /**
    * Decode of `batch` sequences: ms per step over `steps` steps after the warm-up. Each step
    * reads back its logits or, with `greedy`, only the ids of their argmax (computed on the GPU),
-   * which are the next step's tokens; as greedy generation does, the step that reads those ids is
-   * recorded from them on the GPU before the host reads them, writing its state into a second one
-   * (the state before it is kept in case a sequence stops there). `recordMs` is the median host
-   * time to record one step.
+   * which are the next step's tokens; as greedy generation does, the steps that read those ids
+   * are recorded from them on the GPU before the host reads them (`depth` steps beyond the one
+   * being read, GenerateOptions.lookahead), each
+   * writing its state into another of depth + 2 states (as generation keeps the state before each
+   * step in flight in case a sequence stops there). `recordMs` is the median host time to record
+   * one step.
    */
-  async decode(model: CausalLM, batch: number, steps: number, greedy = false): Promise<DecodeTiming> {
+  async decode(
+    model: CausalLM,
+    batch: number,
+    steps: number,
+    greedy = false,
+    depth = defaultLookahead,
+  ): Promise<DecodeTiming> {
     const be = this.be;
     const vocab = model.config.vocabSize;
-    let state = model.newState(batch);
-    let before = model.newState(batch);
+    const states = Array.from({ length: greedy ? depth + 2 : 1 }, () => model.newState(batch));
+    let newest = 0; // the state after the last step recorded
     const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % vocab); // (b)
-    let ahead: Tensor | null = null; // (b, 1) the argmax of the step in flight
+    const inFlight: Tensor[] = []; // (b, 1) each: the argmax of the steps recorded, oldest first
     const records: number[] = [];
+    const record = () => {
+      const from = inFlight.at(-1) ?? tokens;
+      const into = (newest + 1) % states.length;
+      inFlight.push(be.tidy(() => be.argmax(model.step(from, states[newest], states[into])))); // (b, 1)
+      newest = into;
+    };
     const step = async () => {
-      let r0 = performance.now();
+      const r0 = performance.now();
       if (!greedy) {
-        const logits = model.step(tokens, state); // (b, 1, vocab)
+        const logits = model.step(tokens, states[0]); // (b, 1, vocab)
         records.push(performance.now() - r0);
         await be.read(logits);
         be.release(logits);
         return;
       }
-      const ids: Tensor = ahead ?? be.tidy(() => be.argmax(model.step(tokens, state))); // (b, 1)
+      if (inFlight.length === 0) record();
+      const ids = inFlight.shift()!; // (b, 1)
       const reading = be.read(ids);
-      r0 = performance.now(); // the step recorded, not the read's submit
-      const into = before;
-      ahead = be.tidy(() => be.argmax(model.step(ids, state, into))); // (b, 1)
-      [before, state] = [state, into];
-      records.push(performance.now() - r0);
+      const r1 = performance.now(); // the steps recorded, not the read's submit
+      while (inFlight.length < depth) record();
+      records.push(performance.now() - r1);
       await reading;
       be.release(ids);
     };
@@ -237,8 +251,8 @@ export class GpuTimer {
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) await step();
     const ms = (performance.now() - t0) / steps;
-    if (ahead) be.release(ahead);
-    for (const s of [state, before]) releaseState(be, s);
+    for (const ids of inFlight) be.release(ids);
+    for (const s of states) releaseState(be, s);
     return { ms, recordMs: median(records), dispatches };
   }
 
@@ -254,6 +268,7 @@ export class GpuTimer {
   ): Promise<{ submitMs: number; kernels: KernelTime[] | null }> {
     const be = this.be;
     const state = model.newState(batch);
+    const next = model.newState(batch); // written, as greedy decoding's steps do
     const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % model.config.vocabSize); // (b)
     const saved = { ...backendTuning };
     Object.assign(backendTuning, { flushFirst: 1e9, flushEvery: 1e9 });
@@ -261,7 +276,7 @@ export class GpuTimer {
     try {
       for (let r = 0; r < 6; r++) {
         await this.idle();
-        const logits = model.step(tokens, state); // recorded, not submitted
+        const logits = model.step(tokens, state, next); // recorded, not submitted
         const t0 = performance.now();
         await this.idle();
         if (r > 0) times.push(performance.now() - t0);
@@ -270,15 +285,20 @@ export class GpuTimer {
     } finally {
       Object.assign(backendTuning, saved);
     }
-    if (!KernelProfile.available(be)) return { submitMs: median(times), kernels: null };
+    const submitMs = median(times);
+    if (!KernelProfile.available(be)) {
+      for (const s of [state, next]) releaseState(be, s);
+      return { submitMs, kernels: null };
+    }
     const profile = new KernelProfile(be);
     be.passTimer = profile;
-    for (let r = 0; r < profiled; r++) be.release(be.tidy(() => be.argmax(model.step(tokens, state))));
+    for (let r = 0; r < profiled; r++) be.release(be.tidy(() => be.argmax(model.step(tokens, state, next))));
     const kernels = (await profile.collect()).map((k) => ({
       ...k,
       count: k.count / profiled,
       us: k.us / profiled,
     }));
-    return { submitMs: median(times), kernels };
+    for (const s of [state, next]) releaseState(be, s);
+    return { submitMs, kernels };
   }
 }

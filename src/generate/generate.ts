@@ -29,6 +29,9 @@ export interface TextCodec {
   decode(ids: readonly number[]): string;
 }
 
+/** Greedy decoding's steps in flight beyond the one being read (GenerateOptions.lookahead). */
+export const defaultLookahead = 2;
+
 export interface GenerateOptions extends SamplingOptions {
   /** New tokens per sequence at most (default 64). */
   maxNewTokens?: number;
@@ -42,6 +45,13 @@ export interface GenerateOptions extends SamplingOptions {
   echo?: boolean;
   /** Continue from this snapshot: one row shared by every prompt (a fork), or one row per prompt. */
   from?: Snapshot;
+  /**
+   * Greedy decoding on the backend: steps recorded from ids the host has not read yet (default
+   * defaultLookahead, 2).
+   * The GPU then runs them while the host reads, emits and records; a sequence's result is the
+   * same whatever the depth.
+   */
+  lookahead?: number;
 }
 
 /** One new token of sequence `sequence`, with the text it completes (may be ''). */
@@ -127,6 +137,9 @@ export async function* generate(
   const prefillChunk = options.prefillChunk ?? 512;
   if (!Number.isInteger(prefillChunk) || prefillChunk < 1)
     fail(`--prefill-chunk must be an integer >= 1, got ${prefillChunk}`);
+  const lookahead = options.lookahead ?? defaultLookahead;
+  if (!Number.isInteger(lookahead) || lookahead < 0 || lookahead > 8)
+    fail(`lookahead must be an integer from 0 to 8, got ${lookahead}`);
   const stops = (options.stop ?? []).filter((s) => s.length > 0);
   const eos = new Set(
     options.eosTokenIds ?? (model.config.eosTokenId === null ? [] : [model.config.eosTokenId]),
@@ -224,17 +237,37 @@ export async function* generate(
   );
   let newTokens = 0;
   // Greedy without a repetition penalty needs no logits on the host: the argmax runs on the backend
-  // and only the ids come back (the first token still comes from the prompt's logits). The step
-  // that reads those ids is then recorded from them on the backend before the host has them
-  // (`ahead`), so the GPU runs it while the host waits for, reads and emits the ids before it.
-  // `before` keeps the state as it was before that step: a sequence that stops at those ids ends
-  // with it (its last token pending), exactly as without the look-ahead.
+  // and only the ids come back (the first token still comes from the prompt's logits). The steps
+  // that read those ids are then recorded from them on the backend before the host has them
+  // (`inFlight`, up to `lookahead` beyond the one being read), so the GPU runs them while the host
+  // waits for, reads and emits the ids before them. Each step writes the state after it into
+  // another state and keeps the one it read (`before`): a sequence that stops at the ids feeding
+  // a step in flight ends with that step's `before` (its last token pending), exactly as without
+  // the look-ahead; the other sequences go on from the step after (its ids are theirs), and the
+  // steps after that are dropped.
   const onBackend = sequences.every(
     (s) => s.sampler.options.greedy && s.sampler.options.repetitionPenalty === 1,
   );
   let ids: Int32Array | null = null; // (b) the argmax of each live row, when onBackend
-  let ahead: Tensor | null = null; // (b) the argmax of the step recorded from `ids`, not read yet
-  let before: ModelState | null = null; // the state before that step (meaningful while it is in flight)
+  let inFlight: Array<{ ids: Tensor; before: ModelState }> = []; // oldest first; ids (b) not read
+  let spare: ModelState[] = []; // states free to take a step's output
+  /** Records a step from `from` (ids on the host or the backend) after batchState. */
+  const record = (from: Int32Array | Tensor) => {
+    const into = spare.pop() ?? model.newState(live.length);
+    const stepIds = be.tidy(() => be.argmax(model.step(from, batchState, into))); // (b)
+    inFlight.push({ ids: stepIds, before: batchState });
+    batchState = into;
+  };
+  /** Releases the steps in flight and the spare states (batchState stays). */
+  const dropAhead = () => {
+    for (const step of inFlight) {
+      be.release(step.ids);
+      releaseState(be, step.before);
+    }
+    for (const state of spare) releaseState(be, state);
+    inFlight = [];
+    spare = [];
+  };
   try {
     while (live.length > 0) {
       for (let row = 0; row < live.length; row++) {
@@ -249,54 +282,49 @@ export async function* generate(
         yield { sequence: seq.index, id, text: seq.decoder ? emitText(seq, id, eos.has(id), stops) : '' };
       }
       if (live.some((s) => s.reason !== null)) {
-        // Keep each finished sequence's state; go on with the others only.
-        const host = await downloadState(be, batchState);
-        const hostBefore = ahead && before ? await downloadState(be, before) : host;
+        // Keep each finished sequence's state; go on with the others only, from the next step in
+        // flight if there is one (it read the ids just emitted).
+        const next = inFlight.shift();
+        const host = await downloadState(be, next ? next.before : batchState);
+        const nextIds = next ? ((await be.read(next.ids)) as Int32Array) : null; // (b)
+        const after = next ? await downloadState(be, inFlight[0]?.before ?? batchState) : host;
+        if (next) {
+          be.release(next.ids);
+          releaseState(be, next.before);
+        }
+        dropAhead();
         releaseState(be, batchState);
         const rows = live.map((seq, row) => ({ seq, row }));
-        for (const { seq, row } of rows)
-          if (seq.reason !== null) seq.final = selectRows([hostBefore], [[0, row]]);
+        for (const { seq, row } of rows) if (seq.reason !== null) seq.final = selectRows([host], [[0, row]]);
         const keep = rows.filter(({ seq }) => seq.reason === null);
         live = keep.map(({ seq }) => seq);
         logits = ids ? [] : keep.map(({ row }) => logits[row]);
-        if (ids) ids = Int32Array.from(keep, ({ row }) => ids![row]);
-        const read = ahead; // the kept rows' step has run: its ids are their next tokens
-        if (read) {
-          const next = (await be.read(read)) as Int32Array; // (b)
-          be.release(read);
-          ahead = null;
-          ids = Int32Array.from(keep, ({ row }) => next[row]);
-          for (const seq of live) seq.pending = [];
-        }
-        if (before) releaseState(be, before);
-        before = null;
+        if (ids) ids = Int32Array.from(keep, ({ row }) => (nextIds ?? ids!)[row]);
+        if (nextIds) for (const seq of live) seq.pending = [];
         if (live.length === 0) break;
         batchState = uploadState(
           be,
           model.config,
           selectRows(
-            [host],
+            [after],
             keep.map(({ row }) => [0, row]),
           ),
         );
-        if (read) continue;
+        if (nextIds) continue;
       }
       const tokens = Int32Array.from(live, (s) => s.pending[0]); // (b)
       for (const seq of live) seq.pending = [];
       if (onBackend) {
-        // The tidy releases the step's logits on backends that pool; only the ids leave it.
-        const stepIds: Tensor = ahead ?? be.tidy(() => be.argmax(model.step(tokens, batchState))); // (b)
-        ahead = null;
-        const reading = be.read(stepIds); // its copy is enqueued before the look-ahead
-        if (live.some((s) => s.newTokens + 1 < maxNewTokens)) {
-          // The step leaves batchState as it was (it becomes `before`) and writes the state after it
-          // into the previous `before` (free again: its step's ids have been read).
-          const into: ModelState = before ?? model.newState(live.length);
-          ahead = be.tidy(() => be.argmax(model.step(stepIds, batchState, into))); // (b)
-          [before, batchState] = [batchState, into];
-        }
+        if (inFlight.length === 0) record(tokens);
+        const oldest = inFlight.shift()!;
+        const reading = be.read(oldest.ids); // its copy is enqueued before the steps after it
+        spare.push(oldest.before); // a stop at its ids ends with the next step's `before`
+        // Steps after it, each needed while a sequence can still take its token.
+        const room = Math.max(...live.map((s) => maxNewTokens - s.newTokens));
+        while (inFlight.length < lookahead && inFlight.length + 1 < room)
+          record(inFlight.at(-1)?.ids ?? oldest.ids);
         ids = (await reading) as Int32Array; // (b)
-        be.release(stepIds);
+        be.release(oldest.ids);
         continue;
       }
       const stepLogits = model.step(tokens, batchState); // (b, 1, vocab)
@@ -307,8 +335,7 @@ export async function* generate(
     }
   } finally {
     releaseState(be, batchState); // also when the caller stops early
-    if (before) releaseState(be, before);
-    if (ahead) be.release(ahead);
+    dropAhead();
   }
   const decodeSeconds = (performance.now() - decodeStart) / 1000;
 

@@ -398,23 +398,26 @@ test('greedy on WebGPU (argmax on the GPU, ids back): mamba-tiny-0 reproduces gr
   const onCpu = await run(tiny, null, idPrompts, options);
   assert.deepEqual(batch.result.ids, onCpu.result.ids);
   // Sequences ending at different steps (an EOS that sequence 0 emits as its 4th new token) while
-  // the next step is already in flight: the same ids, and final states (last token pending) as
-  // the CPU's.
+  // the next steps are already in flight (0 to 3 of them after the one being read): the same ids,
+  // and final states (last token pending) as the CPU's without any.
   const eosTokenIds = [onCpu.result.ids[0][idPrompts[0].length + 3]];
-  const [gpuEos, cpuEos] = [
-    await run(onGpu, null, idPrompts, { ...options, eosTokenIds }),
-    await run(tiny, null, idPrompts, { ...options, eosTokenIds }),
-  ];
-  assert.deepEqual(gpuEos.result.ids, cpuEos.result.ids);
-  assert.deepEqual(gpuEos.result.snapshot.rows, cpuEos.result.snapshot.rows);
+  const cpuEos = await run(tiny, null, idPrompts, { ...options, eosTokenIds, lookahead: 0 });
   assert.ok(new Set(cpuEos.result.ids.map((ids) => ids.length)).size > 1, 'they end at different steps');
-  gpuEos.result.snapshot.state.layers.forEach((layer, i) => {
-    const cpu = cpuEos.result.snapshot.state.layers[i];
-    for (const part of ['conv', 'ssm'] as const)
-      layer[part].forEach((v, j) => {
-        assert.ok(Math.abs(v - cpu[part][j]) <= 1e-5 * (1 + Math.abs(cpu[part][j])));
-      });
-  });
+  for (const lookahead of [0, 1, 2, 3]) {
+    const gpuEos = await run(onGpu, null, idPrompts, { ...options, eosTokenIds, lookahead });
+    assert.deepEqual(gpuEos.result.ids, cpuEos.result.ids, `lookahead ${lookahead}`);
+    assert.deepEqual(gpuEos.result.snapshot.rows, cpuEos.result.snapshot.rows);
+    gpuEos.result.snapshot.state.layers.forEach((layer, i) => {
+      const cpu = cpuEos.result.snapshot.state.layers[i];
+      for (const part of ['conv', 'ssm'] as const)
+        layer[part].forEach((v, j) => {
+          assert.ok(
+            Math.abs(v - cpu[part][j]) <= 1e-5 * (1 + Math.abs(cpu[part][j])),
+            `lookahead ${lookahead}`,
+          );
+        });
+    });
+  }
 });
 
 test("generating on WebGPU gives back its states and each step's logits: memory stays flat", async (t) => {
@@ -538,6 +541,8 @@ test('bad arguments are refused with one line', async () => {
   await refuses(['x'], { maxNewTokens: -1 }, /--max-new-tokens must be an integer >= 0/);
   await refuses(['x'], { maxNewTokens: 2.5 }, /--max-new-tokens must be an integer >= 0/);
   await refuses(['x'], { prefillChunk: 0 }, /--prefill-chunk must be an integer >= 1/);
+  await refuses(['x'], { lookahead: -1 }, /lookahead must be an integer from 0 to 8, got -1/);
+  await refuses(['x'], { lookahead: 1.5 }, /lookahead must be an integer from 0 to 8, got 1.5/);
   await refuses(['x'], { topP: 0 }, /--top-p must be in \(0, 1\]/);
   await refuses(['x'], { greedy: true, temperature: 0.7 }, /--greedy cannot be combined with --temperature/);
   await refuses([], {}, /no prompts given/);
