@@ -107,35 +107,13 @@ async function kernels(): Promise<void> {
   // SSD alone: one layer of Mamba-2 130m, batch 4 x 16384 (and batch 1 x 2048), the model's chunk
   // of 256 run as the backend's default (ssdTuning.maxChunk, 128) and, at 4 x 16384, as 256 and
   // 64 (ssdTuning.chunk: shorter chunks, fewer causal FLOPs, more chunk states to carry) and with
-  // 64 x 64 tiles in every pass (ssdTuning.tiles: finer causal tiles, 4 x 4 per thread), and the
-  // tiled passes' ways of stepping (ssdTuning.prefetch, doubleBuffer, unroll; rowCs: the outputs'
-  // cs_t in registers), each alone and together; the note gives each pass's GPU time.
-  type Variant = Pick<typeof ssdTuning, 'chunk' | 'tiles' | 'prefetch' | 'doubleBuffer' | 'unroll' | 'rowCs'>;
-  const auto: Variant = {
-    chunk: 0,
-    tiles: null,
-    prefetch: false,
-    doubleBuffer: false,
-    unroll: false,
-    rowCs: false,
-  };
-  const stepping: Partial<Variant>[] = [
-    { rowCs: true },
-    { prefetch: true },
-    { prefetch: true, rowCs: true },
-    { doubleBuffer: true },
-    { doubleBuffer: true, rowCs: true },
-    { unroll: true },
-    { prefetch: true, unroll: true, rowCs: true },
-    { doubleBuffer: true, unroll: true, rowCs: true },
-  ];
-  const variants: Variant[] = [
-    auto,
-    ...(quick
-      ? [{ chunk: 8 }, { tiles: [1, 1] as const }]
-      : [{ chunk: 256 }, { chunk: 64 }, { tiles: [1, 1] as const }]),
-    ...stepping,
-  ].map((v) => ({ ...auto, ...v }));
+  // 64 x 64 tiles in every pass (ssdTuning.tiles: finer causal tiles, 4 x 4 per thread); the note
+  // gives each pass's GPU time.
+  type Variant = { chunk: number; tiles: readonly [number, number] | null };
+  const auto: Variant = { chunk: 0, tiles: null };
+  const variants: Variant[] = quick
+    ? [auto, { chunk: 8, tiles: null }, { chunk: 0, tiles: [1, 1] }]
+    : [auto, { chunk: 256, tiles: null }, { chunk: 64, tiles: null }, { chunk: 0, tiles: [1, 1] }];
   const ssdShapes: [number, number, Variant[]][] = quick
     ? [[1, 40, variants]]
     : [
@@ -144,13 +122,8 @@ async function kernels(): Promise<void> {
       ];
   for (const [b, l, list] of ssdShapes) {
     const [h, p, n, q] = quick ? [4, 16, 32, 16] : [24, 64, 128, 256];
-    const nameOf = ({ chunk, tiles, ...steps }: Variant) =>
-      `ssd b${b} l${l} h${h} p${p} n${n} q${q}${chunk ? ` run as ${chunk}` : ''}${tiles ? ` tiles ${tiles}` : ''}${Object.entries(
-        steps,
-      )
-        .filter(([, on]) => on)
-        .map(([key]) => ` ${key}`)
-        .join('')}`;
+    const nameOf = ({ chunk, tiles }: Variant) =>
+      `ssd b${b} l${l} h${h} p${p} n${n} q${q}${chunk ? ` run as ${chunk}` : ''}${tiles ? ` tiles ${tiles}` : ''}`;
     if (!list.some((v) => want(nameOf(v)))) continue;
     const args = timer.ssdArgs(b, l, h, p, n, q);
     for (const variant of list) {

@@ -356,72 +356,54 @@ for (const [l, n] of [
 // chunk states computed transposed (n ≥ 128 > p); the model's chunk is run as it is (maxChunk
 // off) but in the last case, whose 200 is cut to the default maxChunk (128: the GPU runs other
 // chunks than the CPU); 19 chunks carry their states in five runs of 4 (the last ragged). The
-// initial state is random; the final state is compared. The chunked cases run again under the
-// forward's other ways of stepping (ssdTuning.prefetch, doubleBuffer, unroll) and with the causal
-// slab's cs_t in registers (rowCs), in combinations that turn each on twice.
-const ssdSteps = [
-  {},
-  { prefetch: true },
-  { doubleBuffer: true, rowCs: true },
-  { prefetch: true, unroll: true, rowCs: true },
-  { doubleBuffer: true, unroll: true },
-] as const;
-const ssdStepsOff = { prefetch: false, doubleBuffer: false, unroll: false, rowCs: false };
-for (const steps of ssdSteps)
-  for (const [l, q, g, dtMax, n, p, scan, rm, rn] of [
-    [1, 8, 1, Number.POSITIVE_INFINITY, 8, 3, 32, 1, 1],
-    [29, 8, 2, Number.POSITIVE_INFINITY, 8, 3, 32, 1, 1],
-    [50, 8, 1, 0.05, 6, 3, 32, 1, 1],
-    [20, 16, 2, 0.05, 8, 3, 0, 1, 1],
-    [83, 16, 2, Number.POSITIVE_INFINITY, 8, 3, 0, 1, 1],
-    [150, 8, 1, Number.POSITIVE_INFINITY, 8, 3, 0, 1, 1],
-    [50, 8, 1, 0.05, 6, 5, 0, 1, 1],
-    [70, 32, 2, Number.POSITIVE_INFINITY, 70, 67, 0, 1, 1],
-    [45, 64, 1, Number.POSITIVE_INFINITY, 20, 5, 0, 2, 2],
-    [100, 48, 2, Number.POSITIVE_INFINITY, 33, 9, 0, 2, 1],
-    [300, 270, 1, Number.POSITIVE_INFINITY, 130, 4, 0, 0, 0],
-    [90, 40, 2, 0.05, 128, 5, 0, 1, 1],
-    [300, 200, 1, Number.POSITIVE_INFINITY, 128, 64, 0, 0, 0],
-  ] as const) {
-    const maxChunk = q === 200 ? 128 : Number.POSITIVE_INFINITY;
-    const stepping = Object.keys(steps).join(',');
-    if (stepping !== '' && l <= scan) continue;
-    const name = `ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} n=${n} p=${p} scan≤${scan} tiles=${rm},${rn} maxChunk=${maxChunk}${stepping === '' ? '' : ` ${stepping}`}`;
-    test(name, { skip }, async (t) => {
-      const rand = rngFor(t);
-      Object.assign(ssdTuning, {
-        scanMaxLength: scan,
-        maxChunk,
-        tiles: rm === 0 ? null : [rm, rn],
-        ...steps,
-      });
-      t.after(() => {
-        Object.assign(ssdTuning, { scanMaxLength: 32, maxChunk: 128, tiles: null, ...ssdStepsOff });
-      });
-      const [b, h] = [2, 4];
-      const x = both(rand, [b, l, h * p]);
-      const dt = both(rand, [b, l, h]);
-      const dtBias = both(rand, [h], () => uniform(rand, -3, 0));
-      const A = both(rand, [h], () => -Math.exp(uniform(rand, -1, 2)));
-      const [B, C] = [both(rand, [b, l, g * n]), both(rand, [b, l, g * n])];
-      const D = both(rand, [h]);
-      const state = both(rand, [b, h, p, n]);
-      const on = (i: 0 | 1) => ({
-        x: x[i],
-        dt: dt[i],
-        dtBias: dtBias[i],
-        dtLimit: [0.001, dtMax] as const,
-        A: A[i],
-        B: B[i],
-        C: C[i],
-        D: D[i],
-        state: state[i],
-        chunkSize: q,
-      });
-      await same(t, 'y', cpu.ssd(on(0)), (gpu as Backend).ssd(on(1)));
-      await same(t, 'state', state[0], state[1]);
+// initial state is random; the final state is compared.
+for (const [l, q, g, dtMax, n, p, scan, rm, rn] of [
+  [1, 8, 1, Number.POSITIVE_INFINITY, 8, 3, 32, 1, 1],
+  [29, 8, 2, Number.POSITIVE_INFINITY, 8, 3, 32, 1, 1],
+  [50, 8, 1, 0.05, 6, 3, 32, 1, 1],
+  [20, 16, 2, 0.05, 8, 3, 0, 1, 1],
+  [83, 16, 2, Number.POSITIVE_INFINITY, 8, 3, 0, 1, 1],
+  [150, 8, 1, Number.POSITIVE_INFINITY, 8, 3, 0, 1, 1],
+  [50, 8, 1, 0.05, 6, 5, 0, 1, 1],
+  [70, 32, 2, Number.POSITIVE_INFINITY, 70, 67, 0, 1, 1],
+  [45, 64, 1, Number.POSITIVE_INFINITY, 20, 5, 0, 2, 2],
+  [100, 48, 2, Number.POSITIVE_INFINITY, 33, 9, 0, 2, 1],
+  [300, 270, 1, Number.POSITIVE_INFINITY, 130, 4, 0, 0, 0],
+  [90, 40, 2, 0.05, 128, 5, 0, 1, 1],
+  [300, 200, 1, Number.POSITIVE_INFINITY, 128, 64, 0, 0, 0],
+] as const) {
+  const maxChunk = q === 200 ? 128 : Number.POSITIVE_INFINITY;
+  const name = `ssd l=${l} chunk=${q} groups=${g} dtMax=${dtMax} n=${n} p=${p} scan≤${scan} tiles=${rm},${rn} maxChunk=${maxChunk}`;
+  test(name, { skip }, async (t) => {
+    const rand = rngFor(t);
+    Object.assign(ssdTuning, { scanMaxLength: scan, maxChunk, tiles: rm === 0 ? null : [rm, rn] });
+    t.after(() => {
+      Object.assign(ssdTuning, { scanMaxLength: 32, maxChunk: 128, tiles: null });
     });
-  }
+    const [b, h] = [2, 4];
+    const x = both(rand, [b, l, h * p]);
+    const dt = both(rand, [b, l, h]);
+    const dtBias = both(rand, [h], () => uniform(rand, -3, 0));
+    const A = both(rand, [h], () => -Math.exp(uniform(rand, -1, 2)));
+    const [B, C] = [both(rand, [b, l, g * n]), both(rand, [b, l, g * n])];
+    const D = both(rand, [h]);
+    const state = both(rand, [b, h, p, n]);
+    const on = (i: 0 | 1) => ({
+      x: x[i],
+      dt: dt[i],
+      dtBias: dtBias[i],
+      dtLimit: [0.001, dtMax] as const,
+      A: A[i],
+      B: B[i],
+      C: C[i],
+      D: D[i],
+      state: state[i],
+      chunkSize: q,
+    });
+    await same(t, 'y', cpu.ssd(on(0)), (gpu as Backend).ssd(on(1)));
+    await same(t, 'state', state[0], state[1]);
+  });
+}
 
 // Mamba's dt_proj handed to the scan (deltaProj): the one-pass form (l = 1, 9) computes the
 // projection itself from a view of the low-rank Δ; the chunked form (l = 100) runs linear first.

@@ -23,7 +23,6 @@ import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
 import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumViewsWgsl, outWgsl } from './ssdChunked.ts';
-import type { Steps } from './ssdTiles.ts';
 
 /**
  * scanMaxLength: the longest l run by the recurrence; chunk: the chunk length of the chunked form
@@ -35,31 +34,17 @@ import type { Steps } from './ssdTiles.ts';
  * Mamba-2 130m at 4 × 16384 (h 24, p 64, n 128), q = 128 instead of its 256 saves ~14 GFLOP
  * (~0.65 ms at the H100's 21-23 TFLOP/s of tiled f32) for 0.8 GB more of state traffic (~0.3 ms
  * at 2.85 TB/s). An estimate: `node dist/src/bench/gpuKernels.js --only=ssd` times both.
- * How the forward's tiled passes (chunk states, C·Bᵀ, outputs) step along their reduction
- * (ssdTiles.ts, Steps): prefetch, the next step's global loads issued into registers before this
- * step's multiply-adds; doubleBuffer (with prefetch), two slabs of each, one barrier per step,
- * where twice the slabs fit the workgroup memory (else prefetch alone); unroll, the multiply-adds
- * written out with constant indices. rowCs: the outputs' causal slab takes cs_t of a thread's rows
- * from registers loaded once instead of with every element.
  */
 export const ssdTuning: {
   scanMaxLength: number;
   chunk: number;
   maxChunk: number;
   tiles: readonly [number, number] | null;
-  prefetch: boolean;
-  doubleBuffer: boolean;
-  unroll: boolean;
-  rowCs: boolean;
 } = {
   scanMaxLength: 32,
   chunk: 0,
   maxChunk: 128,
   tiles: null,
-  prefetch: false,
-  doubleBuffer: false,
-  unroll: false,
-  rowCs: false,
 };
 
 /** A pass's tiles [rm, rn] for `rows` output rows, within the workgroup memory limit. */
@@ -71,16 +56,6 @@ function tilesFor(be: WebGpuBackend, rows: number): [number, number] {
   // Two KT × 64·r slabs of f32 (KT = 16).
   return (rm + rn) * 64 * 16 * 4 <= be.limits.maxComputeWorkgroupStorageSize ? [rm, rn] : [1, 1];
 }
-
-/** How a pass with tiles [rm, rn] steps under ssdTuning. */
-function stepsFor(be: WebGpuBackend, [rm, rn]: [number, number]): Steps {
-  const { prefetch, doubleBuffer, unroll } = ssdTuning;
-  const double = doubleBuffer && 2 * (rm + rn) * 64 * 16 * 4 <= be.limits.maxComputeWorkgroupStorageSize;
-  return { prefetch: prefetch || double, double, unroll };
-}
-
-/** A cache key of steps. */
-const keyOf = (st: Steps) => `${+st.prefetch}${+st.double}${+st.unroll}`;
 
 const header = (n: number) => {
   const vec = n % 4 === 0 ? 4 : 1;
@@ -194,11 +169,6 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   const [sm, sn] = tilesFor(be, transposed ? n : p);
   const [cm, cn] = tilesFor(be, q);
   const [om, on] = tilesFor(be, q);
-  const [stateSteps, cbSteps, outSteps] = [
-    stepsFor(be, [sm, sn]),
-    stepsFor(be, [cm, cn]),
-    stepsFor(be, [om, on]),
-  ];
   const base = [l, h, p, g, n, q, chunks, ...limits];
   const dl = be.alloc([b, h, l]);
   const cs = be.alloc([b, h, l, 2]);
@@ -213,9 +183,7 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
   be.dispatch(
     {
       name: 'ssdChunkState',
-      wgsl: memo(`state${sm}${sn}${transposed}${keyOf(stateSteps)}`, () =>
-        chunkStateWgsl(sm, sn, transposed, true, stateSteps),
-      ),
+      wgsl: memo(`state${sm}${sn}${transposed}`, () => chunkStateWgsl(sm, sn, transposed, true)),
     },
     [x, B, dl, cs, S],
     [...base, 0, 0, ...views],
@@ -234,18 +202,13 @@ export function ssd(be: WebGpuBackend, args: SsdArgs): GpuTensor {
     g3.workgroups,
   );
   be.dispatch(
-    { name: 'ssdCb', wgsl: memo(`cb${cm}${cn}${keyOf(cbSteps)}`, () => cbWgsl(cm, cn, true, cbSteps)) },
+    { name: 'ssdCb', wgsl: memo(`cb${cm}${cn}`, () => cbWgsl(cm, cn, true)) },
     [B, C, cbT],
     [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * cm)) * Math.ceil(q / (64 * cn)), g, b * chunks],
   );
   be.dispatch(
-    {
-      name: 'ssdOut',
-      wgsl: memo(`out${om}${on}${keyOf(outSteps)}${+ssdTuning.rowCs}`, () =>
-        outWgsl(om, on, outSteps, ssdTuning.rowCs),
-      ),
-    },
+    { name: 'ssdOut', wgsl: memo(`out${om}${on}`, () => outWgsl(om, on)) },
     [x, C, dl, cs, S, cbT, D, y],
     [...base, 0, 0, ...views],
     [Math.ceil(q / (64 * om)) * Math.ceil(p / (64 * on)), h, b * chunks],

@@ -25,10 +25,7 @@
 //      added through the diagonal of the causal matrix (x is read once).
 //      Workgroup (t-tile, p-tile; head; b·K + chunk). Grid (⌈q/TM⌉·⌈p/TN⌉, h, b·K).
 // Every exponent is ≤ 0. The thread mapping of the tiled passes (2, 4, 5) is in ssdTiles.ts:
-// 256 threads, each a 4·RM × 4·RN block of a TM × TN output tile (TM, TN = 64 or 128); how they
-// step along the reduction (loads ahead of the multiply-adds or not, one or two slab buffers,
-// unrolled or not: Steps) is ssdTuning's in the forward, plain in the backward. ssdOut's causal
-// slab may take cs_t of a thread's rows from registers loaded once (rowCs).
+// 256 threads, each a 4·RM × 4·RN block of a TM × TN output tile (TM, TN = 64 or 128).
 // Bindings (b, l, h, p, g, n; K chunks of q):
 //   cumsum: 0 dt (b, l, h) · 1 dtBias (h) · 2 A (h) · 3 dl Δ (b, h, l) · 4 cs (b, h, l) in
 //     64-bit fixed point (vec2<u32>: i32 integer part, 32 fraction bits), so that cs_t − cs_s is
@@ -47,12 +44,11 @@
 import {
   accessors,
   chunkRows,
-  loadSlab,
+  mma,
+  mmaSkipping,
   params,
   paramsWith,
-  plainSteps,
-  type Slab,
-  steps,
+  stageSlab,
   tileHeader,
   tileStart,
 } from './ssdTiles.ts';
@@ -177,44 +173,27 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
   state[e] = s;
 }`;
 
-/**
- * Rows p, columns n; or (transposed) rows n, columns p, stored back as (p, n). `st`: how it steps
- * (ssdTiles.ts; the backward's plain steps by default).
- */
-export function chunkStateWgsl(
-  rm: number,
-  rn: number,
-  transposed: boolean,
-  views = false,
-  st = plainSteps,
-): string {
-  // Δ_s x_s weighted by exp(cs_last − cs_s): s clamped into the chunk for cs and Δ (x is 0 past it).
-  const xw = (r: number, slab: 'As' | 'Bs', first: 'n0' | 'm0'): Slab => ({
-    slab,
-    r,
-    order: 'm',
-    regs: `var xc: array<vec2<u32>, ${r}u>; var xd: array<f32, ${r}u>; var xv: array<vec4<f32>, ${r}u>;`,
-    at: `let s = k0 + k;
-      let sc = min(s, len - 1u);
+/** Rows p, columns n; or (transposed) rows n, columns p, stored back as (p, n). */
+export function chunkStateWgsl(rm: number, rn: number, transposed: boolean, views = false): string {
+  const xw = (r: number, slab: 'As' | 'Bs', first: '0' | 'n0' | 'm0') =>
+    stageSlab(
+      slab,
+      r,
+      'm',
+      `let s = k0 + k;
+      var w = 0.0;
+      if (s < len) { w = exp(gap(csLast, cs[csAt + s])) * dl[csAt + s]; }
       let xr = xRow(bi * params.l + t0 + s) + hh * params.p;`,
-    fetch: `xc[j] = cs[csAt + sc];
-      xd[j] = dl[csAt + sc];
-      var v = vec4<f32>(0.0);
-      for (var i = 0u; i < 4u; i++) { let pi = ${first} + m + i; if (s < len && pi < params.p) { v[i] = x[xr + pi]; } }
-      xv[j] = v;`,
-    fill: 'v = exp(gap(csLast, xc[j])) * xd[j] * xv[j];',
-  });
+      `let pi = ${first} + m + i; if (s < len && pi < params.p) { v[i] = w * x[xr + pi]; }`,
+    );
   const bn = (r: number, slab: 'As' | 'Bs', first: 'n0' | 'm0') =>
-    loadSlab(
+    stageSlab(
       slab,
       r,
       'm',
       'let s = k0 + k; let br = bRow(bi * params.l + t0 + s) + grp * params.n;',
       `let ni = ${first} + m + i; if (s < len && ni < params.n) { v[i] = B[br + ni]; }`,
     );
-  const slabs = transposed
-    ? [bn(rm, 'As', 'm0'), xw(rn, 'Bs', 'n0')]
-    : [xw(rm, 'As', 'm0'), bn(rn, 'Bs', 'n0')];
   return /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
@@ -222,7 +201,7 @@ export function chunkStateWgsl(
 @group(0) @binding(3) var<storage, read> cs: array<vec2<u32>>;
 @group(0) @binding(4) var<storage, read_write> S: array<${transposed ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(5) var<uniform> params: Params;
-${tileHeader(rm, rn, st.double ? 2 : 1)}
+${tileHeader(rm, rn)}
 ${accessors}
 
 @compute @workgroup_size(256)
@@ -232,7 +211,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let grp = hh / (h / params.g);
   let csAt = (bi * h + hh) * params.l + t0;
   let csLast = cs[csAt + len - 1u];
-  ${steps('0u', 'len', slabs, rm, rn, null, st)}
+  for (var k0 = 0u; k0 < len; k0 += KT) {
+    ${transposed ? bn(rm, 'As', 'm0') : xw(rm, 'As', 'm0')}
+    ${transposed ? xw(rn, 'Bs', 'n0') : bn(rn, 'Bs', 'n0')}
+    ${mma}
+  }
   let base = ((bi * params.chunks + c) * h + hh) * params.p * params.n;
   ${transposed ? transposedStore : rowStore}
 }`;
@@ -275,30 +258,13 @@ const transposedStore = /* wgsl */ `for (var a = 0u; a < RM; a++) {
     }
   }`;
 
-/** `st`: how it steps (ssdTiles.ts; the backward's plain steps by default). */
-export function cbWgsl(rm: number, rn: number, views = false, st = plainSteps): string {
-  const slabs = [
-    loadSlab(
-      'As',
-      rm,
-      'k',
-      'let ki = k0 + k;',
-      'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[bRow(row + s) + hh * params.n + ki]; }',
-    ),
-    loadSlab(
-      'Bs',
-      rn,
-      'k',
-      'let ki = k0 + k;',
-      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[cRow(row + t) + hh * params.n + ki]; }',
-    ),
-  ];
+export function cbWgsl(rm: number, rn: number, views = false): string {
   return /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(0) var<storage, read> B: array<f32>;
 @group(0) @binding(1) var<storage, read> C: array<f32>;
 @group(0) @binding(2) var<storage, read_write> cbT: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
-${tileHeader(rm, rn, st.double ? 2 : 1)}
+${tileHeader(rm, rn)}
 ${accessors}
 
 @compute @workgroup_size(256)
@@ -307,7 +273,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // Rows are s, columns t; hh is the group here. Tiles with every s > t, or past len, are unused.
   if (m0 > n0 + TN - 1u || m0 >= len || n0 >= len) { return; }
   let row = bi * params.l + t0;
-  ${steps('0u', 'params.n', slabs, rm, rn, null, st)}
+  for (var k0 = 0u; k0 < params.n; k0 += KT) {
+${stageSlab(
+  'As',
+  rm,
+  'k',
+  'let ki = k0 + k;',
+  'let s = m0 + m + i; if (s < len && ki < params.n) { v[i] = B[bRow(row + s) + hh * params.n + ki]; }',
+)}
+    ${stageSlab(
+      'Bs',
+      rn,
+      'k',
+      'let ki = k0 + k;',
+      'let t = n0 + m + i; if (t < len && ki < params.n) { v[i] = C[cRow(row + t) + hh * params.n + ki]; }',
+    )}
+    ${mma}
+  }
   let base = ((bi * params.chunks + c) * params.g + hh) * params.q * params.q;
   for (var a = 0u; a < RM; a++) {
     for (var i = 0u; i < 4u; i++) {
@@ -325,58 +307,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-/**
- * `st`: how it steps (ssdTiles.ts). `rowCs`: the causal slab takes cs_t of a thread's 4 rows t
- * (the same at every step, order 'm') from registers loaded once, instead of loading it with
- * every element.
- */
-export function outWgsl(rm: number, rn: number, st = plainSteps, rowCs = false): string {
-  const carried = [
-    loadSlab(
-      'As',
-      rm,
-      'k',
-      'let ki = k0 + k;',
-      'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[cRow(row + t) + grp * params.n + ki]; }',
-    ),
-    loadSlab(
-      'Bs',
-      rn,
-      'k',
-      'let ki = k0 + k;',
-      'let pi = n0 + m + i; if (pi < params.p && ki < params.n) { v[i] = S[sAt + pi * params.n + ki]; }',
-    ),
-  ];
-  // (CBᵀ ∘ L · Δ + D·I)ᵀ: the element (s, t) is CBᵀ[s][t] exp(cs_t − cs_s) Δ_s (+ D where s = t)
-  // for s ≤ t < len, else 0; cs_s and Δ_s are loaded once per vec4 (s clamped into the chunk).
-  const inChunk = 'let t = m0 + m + i; if (s <= t && t < len)';
-  const causal: Slab = {
-    slab: 'As',
-    r: rm,
-    order: 'm',
-    regs: `var cbv: array<vec4<f32>, ${rm}u>; var css: array<vec2<u32>, ${rm}u>; var ds: array<f32, ${rm}u>;${
-      rowCs ? '' : ` var cst: array<array<vec2<u32>, 4>, ${rm}u>;`
-    }`,
-    at: `let s = k0 + k;
-      let sc = min(s, len - 1u);`,
-    fetch: `css[j] = cs[csAt + sc];
-      ds[j] = dl[csAt + sc];
-      var v = vec4<f32>(0.0);
-      for (var i = 0u; i < 4u; i++) {
-        ${inChunk} { v[i] = cbT[cbAt + sc * params.q + t];${rowCs ? '' : ' cst[j][i] = cs[csAt + t];'} }
-      }
-      cbv[j] = v;`,
-    fill: `for (var i = 0u; i < 4u; i++) {
-        ${inChunk} { v[i] = cbv[j][i] * exp(gap(${rowCs ? 'rowsCs[i]' : 'cst[j][i]'}, css[j])) * ds[j] + select(0.0, skip, s == t); }
-      }`,
-  };
-  const x = loadSlab(
-    'Bs',
-    rn,
-    'm',
-    'let s = k0 + k; let xr = xRow(row + s) + hh * params.p;',
-    'let pi = n0 + m + i; if (s < len && pi < params.p) { v[i] = x[xr + pi]; }',
-  );
+export function outWgsl(rm: number, rn: number): string {
   return /* wgsl */ `${rowStarts(true)}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> C: array<f32>;
@@ -387,7 +318,7 @@ export function outWgsl(rm: number, rn: number, st = plainSteps, rowCs = false):
 @group(0) @binding(6) var<storage, read> D: array<f32>;
 @group(0) @binding(7) var<storage, read_write> y: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
-${tileHeader(rm, rn, st.double ? 2 : 1)}
+${tileHeader(rm, rn)}
 ${accessors}
 
 @compute @workgroup_size(256)
@@ -396,7 +327,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // Rows are t, columns p.
   ${chunkRows}
   // The carried-in state: C_t (len × n) · h_{c−1}ᵀ (n × p).
-  ${steps('0u', 'params.n', carried, rm, rn, null, st)}
+  for (var k0 = 0u; k0 < params.n; k0 += KT) {
+${stageSlab(
+  'As',
+  rm,
+  'k',
+  'let ki = k0 + k;',
+  'let t = m0 + m + i; if (t < len && ki < params.n) { v[i] = C[cRow(row + t) + grp * params.n + ki]; }',
+)}
+    ${stageSlab(
+      'Bs',
+      rn,
+      'k',
+      'let ki = k0 + k;',
+      'let pi = n0 + m + i; if (pi < params.p && ki < params.n) { v[i] = S[sAt + pi * params.n + ki]; }',
+    )}
+    ${mma}
+  }
   for (var a = 0u; a < RM; a++) {
     for (var i = 0u; i < 4u; i++) {
       let t = min(m0 + rowOf(a, i, ty), len - 1u);
@@ -406,18 +353,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
   // Inside the chunk: (CBᵀ ∘ L · Δ + D·I)ᵀ (len × len, s ≤ t) · x (len × p): the skip D x_t rides
-  // on the diagonal, so x is not read again for it. Steps stop at the tile's last row; a thread's
-  // row block a skips slab rows past its last row.
+  // on the diagonal, so x is not read again for it.
   let skip = D[hh];
   let cbAt = ((bi * params.chunks + c) * params.g + grp) * params.q * params.q;
-  let send = min(len, m0 + TM);${
-    rowCs
-      ? `
-  var rowsCs: array<vec2<u32>, 4>; // cs_t of the thread's causal-slab rows t = m0 + 4·(lid % TM4) + i
-  for (var i = 0u; i < 4u; i++) { rowsCs[i] = cs[csAt + min(m0 + 4u * (lid % TM4) + i, len - 1u)]; }`
-      : ''
+  let send = min(len, m0 + TM);
+  for (var k0 = 0u; k0 < send; k0 += KT) {
+${stageSlab(
+  'As',
+  rm,
+  'm',
+  `let s = k0 + k;
+      let sc = min(s, len - 1u);
+      let css = cs[csAt + sc];
+      let ds = dl[csAt + sc];
+      let cbr = cbAt + sc * params.q;`,
+  `let t = m0 + m + i;
+      if (s <= t && t < len) { v[i] = cbT[cbr + t] * exp(gap(cs[csAt + t], css)) * ds + select(0.0, skip, s == t); }`,
+)}
+    ${stageSlab(
+      'Bs',
+      rn,
+      'm',
+      'let s = k0 + k; let xr = xRow(row + s) + hh * params.p;',
+      'let pi = n0 + m + i; if (s < len && pi < params.p) { v[i] = x[xr + pi]; }',
+    )}
+    ${mmaSkipping('m0 + rowOf(a, 3u, ty) < k0 + kk')}
   }
-  ${steps('0u', 'send', [causal, x], rm, rn, (a, kk) => `m0 + rowOf(${a}, 3u, ty) < k0 + ${kk}`, st)}
   for (var a = 0u; a < RM; a++) {
     for (var i = 0u; i < 4u; i++) {
       let t = m0 + rowOf(a, i, ty);
