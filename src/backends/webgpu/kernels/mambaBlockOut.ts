@@ -32,6 +32,7 @@
 // the CPU; the summation orders differ).
 
 import { addShares, stateDecl } from './mambaStepConv.ts';
+import { softplusWgsl } from './softplus.ts';
 
 const THREADS = 256;
 
@@ -101,7 +102,7 @@ var<workgroup> shares: array<f32, ${THREADS}>; // (channel, q): C·h over q's st
 var<workgroup> ys: array<vec4<f32>, S4>;
 
 ${addShares}
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+${softplusWgsl}
 fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }
 fn run4(at: u32) -> vec4<f32> { return vec4<f32>(dbc[at], dbc[at + 1u], dbc[at + 2u], dbc[at + 3u]); }
 

@@ -24,6 +24,7 @@
 // Reference: the dt_proj and selective scan step of mambaStepOps in src/backends/composedOps.ts.
 
 import { addShares, type StepShape, stateDecl, stepHead } from './mambaStepConv.ts';
+import { softplusWgsl } from './softplus.ts';
 
 const sources = new Map<string, string>();
 
@@ -71,7 +72,7 @@ var<workgroup> sums: array<f32, ${p * seqs * e}>; // (p, sequence, output)
 var<workgroup> dbc: array<f32, ${seqs * e}>; // (sequence, [Δ_low (R), B (N), C (N)])
 
 ${addShares}
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+${softplusWgsl}
 fn dbcR(at: u32) -> VR { return ${run(vr)}; }
 fn dbcN(at: u32) -> VN { return ${run(vn)}; }
 fn sumR(v: VR) -> f32 { return ${vr === 4 ? 'v.x + v.y + v.z + v.w' : 'v'}; }

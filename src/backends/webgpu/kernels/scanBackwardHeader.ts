@@ -12,6 +12,8 @@
 // dtMin, dtMax, total, stride} (PB: lane blocks of W per head, for the grads pass; total and
 // stride: the thread count and fold of a 1-D grid, for the carry pass).
 
+import { softplusWgsl } from './softplus.ts';
+
 export const paramsWgsl = /* wgsl */ `
 struct Params { l: u32, H: u32, P: u32, G: u32, chunks: u32, PB: u32, dtMin: f32, dtMax: f32,
   total: u32, stride: u32 }`;
@@ -31,7 +33,7 @@ const SSD = ${ssd};
 @group(0) @binding(7) var<storage, read> z: array<f32>;
 @group(0) @binding(8) var<storage, read> dy: array<f32>;
 
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+${softplusWgsl}
 fn sigmoid(v: f32) -> f32 { return 1.0 / (1.0 + exp(-v)); }
 // Where Δ of (row, lane) and its parameters live: per channel (Mamba) or per head (SSD).
 fn paramIndex(lane: u32) -> u32 { return select(lane, lane / params.P, SSD); }

@@ -30,6 +30,7 @@ import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
 import { linear } from './linear.ts';
+import { softplusWgsl } from './softplus.ts';
 
 /** Threads the chunked form aims for, and the shortest chunk it makes (tests may change them). */
 export const scanTuning = { targetThreads: 131072, minChunk: 16 };
@@ -56,7 +57,7 @@ ${
     : '@group(0) @binding(10) var<uniform> params: Params;'
 }
 
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+${softplusWgsl}
 ${
   proj
     ? `fn deltaAt(row: u32, ch: u32) -> f32 {

@@ -22,6 +22,7 @@ import type { SsdArgs } from '../../backend.ts';
 import { type GpuTensor, viewOf } from '../gpuTensor.ts';
 import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { grid1d } from './grid.ts';
+import { softplusWgsl } from './softplus.ts';
 import { carryWgsl, cbWgsl, chunkStateWgsl, cumsumViewsWgsl, outWgsl } from './ssdChunked.ts';
 
 /**
@@ -76,7 +77,7 @@ struct Params { l: u32, h: u32, p: u32, g: u32, dtMin: f32, dtMax: f32, chunk: u
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 @group(0) @binding(9) var<uniform> params: Params;
 
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+${softplusWgsl}
 fn dotv(a: V, b: V) -> f32 { return ${vec === 4 ? 'dot(a, b)' : 'a * b'}; }
 fn delta(row: u32, hh: u32) -> f32 {
   return clamp(softplus(dt[params.dtOffset + row * params.dtStride + hh] + dtBias[hh]), params.dtMin, params.dtMax);

@@ -17,6 +17,7 @@
 // 14 ddt (b, l, h) out · 15 dAD (b·K, 2, h) out: dA, then dD · 16 params (ssdTiles.ts).
 // Grid (K, h, b). Reference: src/backends/cpu/ssdBackward.ts.
 
+import { softplusWgsl } from './softplus.ts';
 import { params } from './ssdTiles.ts';
 import { workgroupReduce } from './workgroupReduce.ts';
 
@@ -42,7 +43,7 @@ var<workgroup> after: array<f32, 256>; // Σ over t ≥ position
 var<workgroup> before: array<f32, 256>; // Σ over s < position
 ${workgroupReduce(256)}
 
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+${softplusWgsl}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -42,6 +42,7 @@
 //   their logical ones (x's row (b, t) starts at xOffset + (b·l + t)·xStride). The backward
 //   (ssdBackwardChunked.ts) reruns cumsum, chunkState, carry and cb on dense inputs without them.
 
+import { softplusWgsl } from './softplus.ts';
 import {
   accessors,
   chunkRows,
@@ -84,7 +85,7 @@ const cumsumFor = (views: boolean) => /* wgsl */ `${rowStarts(views)}
 @group(0) @binding(5) var<uniform> params: Params;
 var<workgroup> buf: array<vec2<u32>, 256>;
 
-fn softplus(v: f32) -> f32 { return select(log(1.0 + exp(v)), v, v > 20.0); }
+${softplusWgsl}
 // cs in 64-bit fixed point, (integer part as i32 bits, 32 fraction bits): integer sums are exact
 // and associative, so a gap cs_t − cs_s keeps its digits however large cs grows.
 fn toFixed(v: f32) -> vec2<u32> {
