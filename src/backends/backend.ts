@@ -130,6 +130,17 @@ export interface Backend {
    * Both states advance, in place or into statesOut.
    */
   mambaBlockStep(args: MambaBlockStepArgs): { residual: Tensor; hidden: Tensor };
+  /**
+   * A whole Mamba-2 block for one token per sequence, fused where the backend can, else null (the
+   * mixer then runs its ops): residual' = scale · Σ_p hidden[p] + residual, where `squares` (from
+   * the previous block's step) gives scale = rsqrt(Σ_p squares[p] / dInner + eps), else 1; the
+   * output comes back as P' partial sums with the squares of its own gated norm (its scale left to
+   * the next block), or with `whole` as one tensor and no squares. Both states advance, in place
+   * or into statesOut.
+   */
+  mamba2BlockStep?(
+    args: Mamba2BlockStepArgs,
+  ): { residual: Tensor; hidden: Tensor; squares: Tensor | null } | null;
 
   // S4D ops (appended; optional: the CPU and WebGPU backends have them).
   /**
@@ -166,6 +177,31 @@ export interface MambaStepArgs {
    * read): decoding keeps the state before a step without copying it (double buffering).
    */
   statesOut?: { conv: Tensor; ssm: Tensor };
+}
+
+export interface Mamba2BlockStepArgs {
+  hidden: Tensor; // (P, b, 1, d)  the block's input as P partial sums
+  squares: Tensor | null; // (P, b)  their gated norm's squares (see mamba2BlockStep), or null
+  residual: Tensor | null; // (b, 1, d)  null in the first block
+  norm: Tensor; // (d)  the block's RMSNorm weight
+  eps: number; // of both norms
+  inProj: Tensor; // (dInner + convDim + h, d): [z, xBC, Δ]
+  inProjBias: Tensor | null; // (dInner + convDim + h)
+  convWeight: Tensor; // (convDim, w)
+  convBias: Tensor | null; // (convDim)
+  dtBias: Tensor; // (h)
+  dtLimit: readonly [number, number];
+  A: Tensor; // (h)  A = -exp(A_log)
+  D: Tensor; // (h)
+  gateNorm: Tensor; // (dInner)  the gated RMSNorm's weight
+  normBeforeGate: boolean;
+  groups: number; // of B, C and the gated norm
+  outProj: Tensor; // (d, dInner)
+  outProjBias: Tensor | null; // (d)
+  convState: Tensor; // (b, convDim, w-1) in/out
+  ssmState: Tensor; // (b, h, p, n) in/out
+  statesOut?: { conv: Tensor; ssm: Tensor }; // as MambaStepArgs'
+  whole: boolean; // return the output as one tensor (P' = 1), without squares
 }
 
 export interface MambaBlockStepArgs extends Omit<MambaStepArgs, 'xz'> {

@@ -354,9 +354,10 @@ export class CausalLM {
       const d = this.config.hiddenSize;
       let hidden = be.reshape(be.embedding(ids, this.embeddings), [count, 1, d]); // (b, 1, d)
       let residual: Tensor | null = null; // (b, 1, d)
+      let squares: Tensor | null = null; // (P, b) the scales of hidden's parts, from a Mamba-2 block
       const last = this.blocks.length - 1;
       for (const [i, { norm, mixer }] of this.blocks.entries()) {
-        [residual, hidden] = be.tidy(() => {
+        [residual, hidden, squares] = be.tidy(() => {
           if (mixer.blockStep) {
             // The whole block fused (Backend.mambaBlockStep): hidden goes between blocks as partial sums.
             const parts = i === 0 ? be.reshape(hidden, [1, ...hidden.shape]) : hidden; // (P, b, 1, d)
@@ -368,14 +369,15 @@ export class CausalLM {
               state.layers[i],
               i === last,
               into?.layers[i],
+              squares,
             );
             const out = i === last ? be.reshape(block.hidden, [count, 1, d]) : block.hidden; // (P', b, 1, d) or (b, 1, d)
-            return [block.residual, out];
+            return [block.residual, out, block.squares ?? null];
           }
           // The block's norm is fused into its in_proj (Backend.addRmsNormLinear).
           const { weight, bias } = mixer.inProjection!;
           const added = be.addRmsNormLinear(hidden, residual, norm, eps, weight, bias); // (b, 1, ·)
-          return [added.residual, mixer.fromProjection!(added.out, state.layers[i])]; // (b, 1, d) each
+          return [added.residual, mixer.fromProjection!(added.out, state.layers[i]), null]; // (b, 1, d) each
         });
       }
       return be.addRmsNormLinear(hidden, residual, this.normF, eps, this.lmHead, null).out; // (b, 1, vocab)

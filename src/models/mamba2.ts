@@ -66,6 +66,59 @@ export class Mamba2Mixer implements Mixer {
     return this.run(zxbcdt, state).out;
   }
 
+  blockStep(
+    hidden: Tensor,
+    residual: Tensor | null,
+    norm: Tensor,
+    eps: number,
+    state: LayerState,
+    whole: boolean,
+    next?: LayerState,
+    squares: Tensor | null = null,
+  ): { residual: Tensor; hidden: Tensor; squares: Tensor | null } {
+    const be = this.backend;
+    const c = this.config;
+    // One literal, as MambaMixer.blockStep's (it is recorded once per block and step).
+    const fused = be.mamba2BlockStep?.({
+      hidden,
+      squares,
+      residual,
+      norm,
+      eps,
+      inProj: this.inProj,
+      inProjBias: this.inProjBias,
+      convWeight: this.convWeight,
+      convBias: this.convBias,
+      dtBias: this.dtBias,
+      dtLimit: c.timeStepLimit,
+      A: this.A,
+      D: this.D,
+      gateNorm: this.normWeight,
+      normBeforeGate: c.normBeforeGate,
+      groups: c.nGroups,
+      outProj: this.outProj,
+      outProjBias: this.outProjBias,
+      convState: state.conv,
+      ssmState: state.ssm,
+      statesOut: next,
+      whole,
+    });
+    if (fused) return fused;
+    // The ops: the input must be whole, as they make it (only a backend's fused steps make more).
+    const [parts, b, l, d] = hidden.shape;
+    if (parts !== 1 || squares)
+      fail(`mamba2 blockStep: ${parts} partial sums as input where this backend makes one`);
+    if (next) {
+      be.copy(next.conv, state.conv);
+      be.copy(next.ssm, state.ssm);
+    }
+    const at = next ?? state;
+    const x = be.reshape(hidden, [b, l, d]); // (b, 1, d)
+    const added = be.addRmsNormLinear(x, residual, norm, eps, this.inProj, this.inProjBias); // (b, 1, d), (b, 1, ·)
+    const out = this.fromProjection(added.out, at); // (b, 1, d)
+    return { residual: added.residual, hidden: be.reshape(out, [1, b, l, d]), squares: null }; // (1, b, 1, d)
+  }
+
   forwardSaving(hidden: Tensor, ssm?: Tensor): { out: Tensor; saved: Saved } {
     if (ssm) fail('training from a carried SSM state: only the Mamba (S6) mixer takes one, not Mamba-2');
     const state = zeroLayerState(this.backend, this.config, hidden.shape[0]);

@@ -17,10 +17,12 @@ export interface Mixer {
   /** forward from in_proj's output (b, l, ·) on: forward = fromProjection(in_proj(hidden)). */
   fromProjection?(projected: Tensor, state: LayerState): Tensor;
   /**
-   * One decoding step of the whole pre-norm block (Backend.mambaBlockStep): the block's input as P
-   * partial sums (P, b, 1, d) and the residual (b, 1, d) or null → the residual after the block's
-   * add and its output as P' partial sums (P', b, 1, d); `whole` asks for P' = 1. The state
-   * advances in place or, given `next`, into it (`state` is then only read).
+   * One decoding step of the whole pre-norm block (Backend.mambaBlockStep, mamba2BlockStep): the
+   * block's input as P partial sums (P, b, 1, d), with the squares that scale them where the
+   * previous block left some (Mamba-2), and the residual (b, 1, d) or null → the residual after the
+   * block's add and its output as P' partial sums (P', b, 1, d), maybe with squares; `whole` asks
+   * for P' = 1 and no squares. The state advances in place or, given `next`, into it (`state` is
+   * then only read).
    */
   blockStep?(
     hidden: Tensor,
@@ -30,7 +32,8 @@ export interface Mixer {
     state: LayerState,
     whole: boolean,
     next?: LayerState,
-  ): { residual: Tensor; hidden: Tensor };
+    squares?: Tensor | null,
+  ): { residual: Tensor; hidden: Tensor; squares?: Tensor | null };
   /**
    * forward keeping what `backward` needs, from a zero state or, where given, from `ssm`: an SSM
    * state carried in (b, ·) that is read as the initial state and left holding the final one (its

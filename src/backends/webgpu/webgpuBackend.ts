@@ -13,6 +13,7 @@ import { type DType, numel, type Shape, showShape, type Tensor } from '../../cor
 import { s4dDims } from '../../ssm/s4d.ts';
 import type {
   Backend,
+  Mamba2BlockStepArgs,
   MambaBlockStepArgs,
   MambaStepArgs,
   S4dArgs,
@@ -26,6 +27,7 @@ import { argmax } from './kernels/argmax.ts';
 import { conv1d } from './kernels/conv1d.ts';
 import { embedding } from './kernels/embedding.ts';
 import { addRmsNormLinear, linear } from './kernels/linear.ts';
+import { mamba2BlockStep } from './kernels/mamba2BlockStep.ts';
 import { mambaBlockStep } from './kernels/mambaBlockStep.ts';
 import { mambaStep } from './kernels/mambaStep.ts';
 import { addRmsNorm, gatedRmsNorm } from './kernels/norm.ts';
@@ -470,6 +472,12 @@ export class WebGpuBackend implements Backend {
 
   mambaBlockStep(args: MambaBlockStepArgs): { residual: Tensor; hidden: Tensor } {
     return mambaBlockStep(this, args);
+  }
+
+  mamba2BlockStep(
+    args: Mamba2BlockStepArgs,
+  ): { residual: Tensor; hidden: Tensor; squares: Tensor | null } | null {
+    return mamba2BlockStep(this, args);
   }
 
   addRmsNormLinear(

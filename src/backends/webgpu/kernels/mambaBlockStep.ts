@@ -17,7 +17,7 @@ import { mambaBlockStepOps } from '../../composedOps.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
 import { linear } from './linear.ts';
-import { inMemory, inWgsl } from './mambaBlockIn.ts';
+import { type InLayout, inFits, inMemory, inWgsl } from './mambaBlockIn.ts';
 import { type BlockShape, outChannels, outWgsl } from './mambaBlockOut.ts';
 import { retuned } from './tuning.ts';
 
@@ -37,6 +37,7 @@ const STORAGE_BUFFERS = 13; // mambaBlockIn's, with the separate conv state out
 /** What a block's step dispatches at one batch size, or null where it takes the composed ops. */
 interface Plan {
   shape: BlockShape;
+  layout: InLayout;
   m: number;
   kernels: Map<number, Kernel>; // by kernelKey
   xBlocks: number;
@@ -68,10 +69,20 @@ function plan(be: WebGpuBackend, a: MambaBlockStepArgs, b: number): Plan | null 
   const m = b <= 1 ? 1 : b <= 2 ? 2 : 4;
   const cin = tuning.inChannels;
   let made: Plan | null = null;
-  if (b <= Math.min(tuning.maxBatch, 4) && fits(be, shape, m, cin)) {
+  const layout: InLayout = {
+    d,
+    rows: 2 * dInner,
+    convFirst: 0,
+    convRows: dInner,
+    w: shape.w,
+    xProj: r + 2 * shape.n,
+    scaled: 0,
+  };
+  if (b <= Math.min(tuning.maxBatch, 4) && fits(be, shape, layout, m, cin)) {
     const xBlocks = dInner / cin;
     made = {
       shape,
+      layout,
       m,
       kernels: new Map(),
       xBlocks,
@@ -94,7 +105,7 @@ function kernel(p: Plan, which: 'in' | 'out' | 'y', parts: number, separate: boo
     const { inChannels, maxLoads } = blockStepTuning;
     made =
       which === 'in'
-        ? { name: 'mambaBlockIn', wgsl: inWgsl(p.shape, p.m, inChannels, maxLoads, parts, separate) }
+        ? { name: 'mambaBlockIn', wgsl: inWgsl(p.layout, p.m, inChannels, maxLoads, parts, separate) }
         : {
             name: 'mambaBlockOut',
             wgsl: outWgsl(p.shape, p.xBlocks, which === 'out', separate, slices(which, separate)),
@@ -132,8 +143,8 @@ export function mambaBlockStep(
     a.convWeight,
     a.convBias ?? a.convWeight,
     a.convState,
-    a.xProj,
     uz,
+    a.xProj,
     partial,
   ] as GpuTensor[];
   if (statesOut) inputs.push(statesOut.conv as GpuTensor);
@@ -177,22 +188,24 @@ function slices(which: 'in' | 'out' | 'y', separate: boolean): number {
 }
 
 /** Whether the two kernels take this shape on this device. */
-function fits(be: WebGpuBackend, { d, dInner, w, n, r }: BlockShape, m: number, cin: number): boolean {
+function fits(
+  be: WebGpuBackend,
+  { dInner, w, n, r }: BlockShape,
+  layout: InLayout,
+  m: number,
+  cin: number,
+): boolean {
   const q = n / 4; // mambaBlockOut's threads per channel
   const limits = be.limits;
   return (
-    d % 4 === 0 &&
+    inFits(layout, cin) &&
     r % 4 === 0 &&
     n % 4 === 0 &&
     256 % q === 0 &&
     w >= 2 &&
-    cin % 4 === 0 &&
-    256 % cin === 0 &&
     m * cin <= 256 &&
-    dInner % cin === 0 &&
     dInner % outChannels(n) === 0 &&
-    r + 2 * n <= 256 &&
     limits.maxStorageBuffersPerShaderStage >= STORAGE_BUFFERS &&
-    inMemory({ d, dInner, w, n, r }, m, cin) <= limits.maxComputeWorkgroupStorageSize
+    inMemory(layout, m, cin) <= limits.maxComputeWorkgroupStorageSize
   );
 }
