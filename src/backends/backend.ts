@@ -54,6 +54,8 @@ export interface Backend {
    */
   zerosTogether(shapes: readonly Shape[]): { parts: Tensor[]; whole: Tensor | null };
   read(tensor: Tensor): Promise<Float32Array | Int32Array>;
+  /** Several reads at once, where the backend saves by it (WebGPU: one submit and one map). */
+  readAll?(tensors: readonly Tensor[]): Promise<Array<Float32Array | Int32Array>>;
   /** dst ← src, both whole tensors of the same size (enqueued like a kernel). */
   copy(dst: Tensor, src: Tensor): void;
   /**

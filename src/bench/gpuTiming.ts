@@ -8,7 +8,7 @@
 import type { SelectiveScanArgs, SsdArgs } from '../backends/backend.ts';
 import { backendTuning, type WebGpuBackend } from '../backends/webgpu/webgpuBackend.ts';
 import type { Tensor } from '../core/tensor.ts';
-import { defaultLookahead } from '../generate/generate.ts';
+import { decodeSchedule, readIds } from '../generate/generate.ts';
 import type { CausalLM } from '../models/causalLM.ts';
 import { releaseState } from '../models/state.ts';
 import { KernelProfile, type KernelTime } from './gpuProfile.ts';
@@ -199,61 +199,73 @@ export class GpuTimer {
    * Decode of `batch` sequences: ms per step over `steps` steps after the warm-up. Each step
    * reads back its logits or, with `greedy`, only the ids of their argmax (computed on the GPU),
    * which are the next step's tokens; as greedy generation does, the steps that read those ids
-   * are recorded from them on the GPU before the host reads them (`depth` steps beyond the one
-   * being read, GenerateOptions.lookahead), each
-   * writing its state into another of depth + 2 states (as generation keeps the state before each
-   * step in flight in case a sequence stops there). `recordMs` is the median host time to record
-   * one step.
+   * are recorded from them on the GPU before the host reads them: the ids of `group` steps are
+   * read at once (one submit and one map), with `depth` more steps recorded behind them, each
+   * writing its state into another state (as generation keeps the state before each step in
+   * flight in case a sequence stops there). `recordMs` is the median host time to record a step.
    */
   async decode(
     model: CausalLM,
     batch: number,
     steps: number,
     greedy = false,
-    depth = defaultLookahead,
+    depth = decodeSchedule(batch).lookahead,
+    group = decodeSchedule(batch).group,
   ): Promise<DecodeTiming> {
     const be = this.be;
     const vocab = model.config.vocabSize;
-    const states = Array.from({ length: greedy ? depth + 2 : 1 }, () => model.newState(batch));
+    const states = Array.from({ length: greedy ? depth + group + 2 : 1 }, () => model.newState(batch));
     let newest = 0; // the state after the last step recorded
     const tokens = Int32Array.from({ length: batch }, (_, i) => (i * 31) % vocab); // (b)
-    const inFlight: Tensor[] = []; // (b, 1) each: the argmax of the steps recorded, oldest first
+    const inFlight: Array<{ ids: Tensor; read: boolean }> = []; // (b, 1) each, oldest first
     const records: number[] = [];
+    let dispatches = 0; // of one step
     const record = () => {
-      const from = inFlight.at(-1) ?? tokens;
+      const d0 = be.dispatchCount;
+      const from = inFlight.at(-1)?.ids ?? tokens;
       const into = (newest + 1) % states.length;
-      inFlight.push(be.tidy(() => be.argmax(model.step(from, states[newest], states[into])))); // (b, 1)
+      inFlight.push({
+        ids: be.tidy(() => be.argmax(model.step(from, states[newest], states[into]))),
+        read: false,
+      }); // (b, 1)
       newest = into;
+      dispatches = be.dispatchCount - d0;
     };
     const step = async () => {
       const r0 = performance.now();
       if (!greedy) {
+        const d0 = be.dispatchCount;
         const logits = model.step(tokens, states[0]); // (b, 1, vocab)
         records.push(performance.now() - r0);
+        dispatches = be.dispatchCount - d0;
         await be.read(logits);
         be.release(logits);
         return;
       }
       if (inFlight.length === 0) record();
-      const ids = inFlight.shift()!; // (b, 1)
-      const reading = be.read(ids);
-      const r1 = performance.now(); // the steps recorded, not the read's submit
-      while (inFlight.length < depth) record();
-      records.push(performance.now() - r1);
-      await reading;
-      be.release(ids);
+      if (!inFlight[0].read) {
+        const reads = inFlight.slice(0, group);
+        const reading = readIds(
+          be,
+          reads.map((r) => r.ids),
+        );
+        const r1 = performance.now(); // the steps recorded, not the read's submit
+        let recorded = 0;
+        for (; inFlight.length < reads.length + depth; recorded++) record();
+        if (recorded > 0) records.push((performance.now() - r1) / recorded);
+        await reading;
+        for (const r of reads) r.read = true;
+      }
+      be.release(inFlight.shift()!.ids);
     };
     await this.warm(step);
-    const d0 = be.dispatchCount;
-    await step();
-    const dispatches = be.dispatchCount - d0;
-    records.length = 0;
+    const warm = records.splice(0); // the timing's own, unless it recorded none (a short one)
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) await step();
     const ms = (performance.now() - t0) / steps;
-    for (const ids of inFlight) be.release(ids);
+    for (const { ids } of inFlight) be.release(ids);
     for (const s of states) releaseState(be, s);
-    return { ms, recordMs: median(records), dispatches };
+    return { ms, recordMs: median(records.length > 0 ? records : warm), dispatches };
   }
 
   /**

@@ -204,14 +204,28 @@ export class WebGpuBackend implements Backend {
   }
 
   async read(tensor: Tensor): Promise<Float32Array | Int32Array> {
-    const t = this.dense(tensor as GpuTensor, false);
-    const size = Math.ceil(t.bytes / 4) * 4;
+    return (await this.readAll([tensor]))[0];
+  }
+
+  /**
+   * Several tensors read back through one staging buffer: one submit and one map for all (a
+   * decoding loop reading the ids of several steps at once saves the others' ~0.1 ms each).
+   */
+  async readAll(tensors: readonly Tensor[]): Promise<Array<Float32Array | Int32Array>> {
+    const ts = tensors.map((t) => this.dense(t as GpuTensor, false));
+    const sizes = ts.map((t) => Math.ceil(t.bytes / 4) * 4);
+    const size = sizes.reduce((a, b) => a + b, 0);
     // Staging buffers are reused by size class (a decoding loop reads the same size every step).
     const sizeClass = BufferPool.sizeClass(size);
     const staging =
       this.staging.get(sizeClass)?.pop() ??
       this.device.createBuffer({ size: sizeClass, usage: Usage.MAP_READ | Usage.COPY_DST });
-    this.commandEncoder().copyBufferToBuffer(t.buffer, t.offset * 4, staging, 0, size);
+    const encoder = this.commandEncoder();
+    let at = 0;
+    for (const [i, t] of ts.entries()) {
+      encoder.copyBufferToBuffer(t.buffer, t.offset * 4, staging, at, sizes[i]);
+      at += sizes[i];
+    }
     this.flush();
     this.flushes = 0; // what follows a read (the next step) starts with a chunk of flushFirst
     try {
@@ -228,9 +242,15 @@ export class WebGpuBackend implements Backend {
       list.push(staging);
       this.staging.set(sizeClass, list);
     } else staging.destroy();
-    return t.dtype === 'i32'
-      ? new Int32Array(bytes, 0, numel(t.shape))
-      : new Float32Array(bytes, 0, numel(t.shape));
+    at = 0;
+    return ts.map((t, i) => {
+      const view =
+        t.dtype === 'i32'
+          ? new Int32Array(bytes, at, numel(t.shape))
+          : new Float32Array(bytes, at, numel(t.shape));
+      at += sizes[i];
+      return view;
+    });
   }
 
   reshape(tensor: Tensor, shape: Shape): Tensor {
