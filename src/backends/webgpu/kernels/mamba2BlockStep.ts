@@ -16,7 +16,7 @@ import type { GpuTensor } from '../gpuTensor.ts';
 import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
 import { linear } from './linear.ts';
 import { type Block2Shape, out2Fits, out2Wgsl } from './mamba2BlockOut.ts';
-import { type InLayout, inFits, inMemory, inWgsl } from './mambaBlockIn.ts';
+import { type InLayout, inBindings, inFits, inMemory, inWgsl } from './mambaBlockIn.ts';
 import { blockStepTuning } from './mambaBlockStep.ts';
 import { retuned } from './tuning.ts';
 
@@ -112,31 +112,15 @@ export function mamba2BlockStep(
   const p = shape[2] === 1 ? plan(be, a, b, parts) : null;
   if (p === null) return null;
   const { dInner, heads, rows } = p.shape;
-  const hidden = be.dense(a.hidden as GpuTensor);
-  const residual = a.residual && be.dense(a.residual as GpuTensor);
   const squares = a.squares && be.dense(a.squares as GpuTensor);
   const residualOut = be.alloc([b, 1, d]);
   const zxbcdt = be.alloc([b, rows]);
   const statesOut = a.statesOut;
   const separate = statesOut !== undefined;
-  const inputs = [
-    hidden,
-    residual ?? a.norm,
-    a.norm,
-    residualOut,
-    a.inProj,
-    a.inProjBias ?? a.inProj,
-    a.convWeight,
-    a.convBias ?? a.convWeight,
-    a.convState,
-    zxbcdt,
-  ] as GpuTensor[];
-  if (squares) inputs.push(squares);
-  if (statesOut) inputs.push(statesOut.conv as GpuTensor);
   be.dispatch(
     kernel(p, 'in', parts, separate, squares !== null),
-    inputs,
-    [b, residual ? 1 : 0, a.inProjBias ? 1 : 0, a.convBias ? 1 : 0, { f32: a.eps }],
+    inBindings(be, a, residualOut, zxbcdt, squares ? [squares] : []),
+    [b, a.residual ? 1 : 0, a.inProjBias ? 1 : 0, a.convBias ? 1 : 0, { f32: a.eps }],
     [Math.ceil(rows / blockStepTuning.inChannels)],
   );
   const whole = a.whole;

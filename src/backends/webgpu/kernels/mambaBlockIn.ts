@@ -39,6 +39,9 @@
 // src/backends/composedOps.ts) or to Mamba-2's SSD (Mamba2Mixer.blockStep), run on the CPU; the
 // summation orders differ.
 
+import type { Tensor } from '../../../core/tensor.ts';
+import type { GpuTensor } from '../gpuTensor.ts';
+import type { WebGpuBackend } from '../webgpuBackend.ts';
 import { stateDecl } from './mambaStepConv.ts';
 
 const THREADS = 256;
@@ -53,6 +56,48 @@ export interface InLayout {
   w: number;
   xProj: number; // x_proj's rows E after the conv (Mamba), or 0 (Mamba-2)
   scaled: number; // the width of the gated norm whose squares scale the input (Mamba-2), or 0
+}
+
+/** What a block step gives mambaBlockIn (Mamba's and Mamba-2's args alike). */
+interface InArgs {
+  hidden: Tensor;
+  residual: Tensor | null;
+  norm: Tensor;
+  inProj: Tensor;
+  inProjBias: Tensor | null;
+  convWeight: Tensor;
+  convBias: Tensor | null;
+  convState: Tensor;
+  statesOut?: { conv: Tensor };
+}
+
+/**
+ * The kernel's bindings in order: the block's, residual' and in_proj's output, then `extra`
+ * (x_proj and its partial sums, or the squares) and the conv state out; absent biases and residual
+ * bound as stand-ins (their flags are 0).
+ */
+export function inBindings(
+  be: WebGpuBackend,
+  a: InArgs,
+  residualOut: GpuTensor,
+  out: GpuTensor,
+  extra: readonly Tensor[],
+): GpuTensor[] {
+  const bindings = [
+    be.dense(a.hidden as GpuTensor),
+    a.residual ? be.dense(a.residual as GpuTensor) : a.norm,
+    a.norm,
+    residualOut,
+    a.inProj,
+    a.inProjBias ?? a.inProj,
+    a.convWeight,
+    a.convBias ?? a.convWeight,
+    a.convState,
+    out,
+    ...extra,
+  ] as GpuTensor[];
+  if (a.statesOut) bindings.push(a.statesOut.conv as GpuTensor);
+  return bindings;
 }
 
 /** Bytes of workgroup memory the kernel takes for M sequences and CIN channels per workgroup. */

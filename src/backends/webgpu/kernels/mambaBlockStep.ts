@@ -17,7 +17,7 @@ import { mambaBlockStepOps } from '../../composedOps.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
 import { linear } from './linear.ts';
-import { type InLayout, inFits, inMemory, inWgsl } from './mambaBlockIn.ts';
+import { type InLayout, inBindings, inFits, inMemory, inWgsl } from './mambaBlockIn.ts';
 import { type BlockShape, outChannels, outWgsl } from './mambaBlockOut.ts';
 import { retuned } from './tuning.ts';
 
@@ -126,32 +126,15 @@ export function mambaBlockStep(
   const p = shape[2] === 1 ? plan(be, a, b) : null;
   if (p === null) return mambaBlockStepOps(be, a) as { residual: GpuTensor; hidden: GpuTensor };
   const dInner = a.dtProj.shape[0];
-  const hidden = be.dense(a.hidden as GpuTensor);
-  const residual = a.residual && be.dense(a.residual as GpuTensor);
   const residualOut = be.alloc([b, 1, d]);
   const uz = be.alloc([b, 2 * dInner]);
   const partial = be.alloc([b, p.xBlocks, p.e]);
   const statesOut = a.statesOut;
   const separate = statesOut !== undefined;
-  const inputs = [
-    hidden,
-    residual ?? a.norm,
-    a.norm,
-    residualOut,
-    a.inProj,
-    a.inProjBias ?? a.inProj,
-    a.convWeight,
-    a.convBias ?? a.convWeight,
-    a.convState,
-    uz,
-    a.xProj,
-    partial,
-  ] as GpuTensor[];
-  if (statesOut) inputs.push(statesOut.conv as GpuTensor);
   be.dispatch(
     kernel(p, 'in', parts, separate),
-    inputs,
-    [b, residual ? 1 : 0, a.inProjBias ? 1 : 0, a.convBias ? 1 : 0, { f32: a.eps }],
+    inBindings(be, a, residualOut, uz, [a.xProj, partial]),
+    [b, a.residual ? 1 : 0, a.inProjBias ? 1 : 0, a.convBias ? 1 : 0, { f32: a.eps }],
     [2 * p.xBlocks],
   );
   const out = a.whole ? be.alloc([b, 1, dInner]) : be.alloc([p.groups, b, 1, d]);
