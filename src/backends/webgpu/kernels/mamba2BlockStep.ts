@@ -10,7 +10,6 @@
 // With statesOut both kernels read the states and write the advanced ones there. Elsewhere this
 // returns null and Mamba2Mixer.blockStep runs the ops (also the reference).
 
-import type { Tensor } from '../../../core/tensor.ts';
 import type { Mamba2BlockStepArgs } from '../../backend.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
 import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
@@ -18,7 +17,7 @@ import { linear } from './linear.ts';
 import { type Block2Shape, out2Fits, out2Wgsl } from './mamba2BlockOut.ts';
 import { type InLayout, inBindings, inFits, inMemory, inWgsl } from './mambaBlockIn.ts';
 import { blockStepTuning } from './mambaBlockStep.ts';
-import { retuned } from './tuning.ts';
+import { PlanCache } from './tuning.ts';
 
 const STORAGE_BUFFERS = 11; // mambaBlockIn's, scaled, with the separate conv state out
 
@@ -29,19 +28,12 @@ interface Plan {
   kernels: Map<number, Kernel>;
 }
 
-/** Plans by the layer's out_proj weight and batch size, under the tuning in `builtWith`. */
-let plans = new WeakMap<Tensor, Map<number, Plan | null>>();
-const builtWith = { ...blockStepTuning };
+/** Plans by the layer's out_proj weight and batch size. */
+const plans = new PlanCache<Plan>(blockStepTuning);
 
 function plan(be: WebGpuBackend, a: Mamba2BlockStepArgs, b: number, parts: number): Plan | null {
   const tuning = blockStepTuning;
-  if (retuned(builtWith, tuning)) plans = new WeakMap();
-  let byBatch = plans.get(a.outProj);
-  if (byBatch === undefined) {
-    byBatch = new Map();
-    plans.set(a.outProj, byBatch);
-  }
-  const cached = byBatch.get(b);
+  const cached = plans.get(a.outProj, b);
   if (cached !== undefined) return cached;
   const [d, dInner] = a.outProj.shape;
   const [, heads, p, n] = a.ssmState.shape;
@@ -66,9 +58,7 @@ function plan(be: WebGpuBackend, a: Mamba2BlockStepArgs, b: number, parts: numbe
     out2Fits(shape) &&
     limits.maxStorageBuffersPerShaderStage >= STORAGE_BUFFERS &&
     inMemory(layout, m, cin) <= limits.maxComputeWorkgroupStorageSize;
-  const made = fits ? { shape, layout, m, kernels: new Map() } : null;
-  byBatch.set(b, made);
-  return made;
+  return plans.set(a.outProj, b, fits ? { shape, layout, m, kernels: new Map() } : null);
 }
 
 /** mamba2BlockOut's slices of out_proj's rows: only its shares, only with the states out of place. */

@@ -11,7 +11,6 @@
 // With statesOut both kernels read the states and write the advanced ones there (their `separate`
 // variants). Other batches and shapes take the unfused ops (composedOps.ts), also the reference.
 
-import type { Tensor } from '../../../core/tensor.ts';
 import type { MambaBlockStepArgs } from '../../backend.ts';
 import { mambaBlockStepOps } from '../../composedOps.ts';
 import type { GpuTensor } from '../gpuTensor.ts';
@@ -19,7 +18,7 @@ import type { Kernel, WebGpuBackend } from '../webgpuBackend.ts';
 import { linear } from './linear.ts';
 import { type InLayout, inBindings, inFits, inMemory, inWgsl } from './mambaBlockIn.ts';
 import { type BlockShape, outChannels, outWgsl } from './mambaBlockOut.ts';
-import { retuned } from './tuning.ts';
+import { PlanCache } from './tuning.ts';
 
 /**
  * maxBatch: the largest batch that takes the two kernels (each workgroup holds every sequence's
@@ -46,22 +45,14 @@ interface Plan {
 }
 
 /**
- * Plans by the layer's dt_proj weight and batch size, under the tuning in `builtWith`: working
- * them out (and finding the kernels' sources) took ~5 µs of JS per block and step, on the critical
- * path of batch-1 decoding.
+ * Plans by the layer's dt_proj weight and batch size: working them out (and finding the kernels'
+ * sources) took ~5 µs of JS per block and step, on the critical path of batch-1 decoding.
  */
-let plans = new WeakMap<Tensor, Map<number, Plan | null>>();
-const builtWith = { ...blockStepTuning };
+const plans = new PlanCache<Plan>(blockStepTuning);
 
 function plan(be: WebGpuBackend, a: MambaBlockStepArgs, b: number): Plan | null {
   const tuning = blockStepTuning;
-  if (retuned(builtWith, tuning)) plans = new WeakMap();
-  let byBatch = plans.get(a.dtProj);
-  if (byBatch === undefined) {
-    byBatch = new Map();
-    plans.set(a.dtProj, byBatch);
-  }
-  const cached = byBatch.get(b);
+  const cached = plans.get(a.dtProj, b);
   if (cached !== undefined) return cached;
   const d = a.hidden.shape[3];
   const [dInner, r] = a.dtProj.shape;
@@ -90,8 +81,7 @@ function plan(be: WebGpuBackend, a: MambaBlockStepArgs, b: number): Plan | null 
       e: r + 2 * shape.n,
     };
   }
-  byBatch.set(b, made);
-  return made;
+  return plans.set(a.dtProj, b, made);
 }
 
 /**
