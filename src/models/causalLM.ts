@@ -331,7 +331,7 @@ export class CausalLM {
    * already be on the backend (e.g. the previous step's argmax), so that a step can be recorded
    * before the host has read the ids it consumes. Given `next` (a state of the same batch), the
    * advanced state goes there and `state` is left as it was: decoding can keep the state before a
-   * step without copying it (Mamba's blocks write into `next` directly; other mixers copy first).
+   * step without copying it (the fused block steps write into `next` directly; other paths copy first).
    */
   step(tokens: Int32Array | Tensor, state: ModelState, next?: ModelState): Tensor {
     const count = tokens instanceof Int32Array ? tokens.length : numel(tokens.shape);
