@@ -1,6 +1,6 @@
 // What makes recording a dispatch cheap must not change what runs: the uniform store (one slot per
 // distinct params content, reset when full), the bind group cache (hashed keys), the pool's size
-// classes. The store and the size classes are checked on the host; the backend on lavapipe, with
+// classes, several reads through one staging buffer (readAll). The store and the size classes are checked on the host; the backend on lavapipe, with
 // more distinct params in one command buffer than the store holds.
 
 import assert from 'node:assert/strict';
@@ -149,4 +149,28 @@ test('staticChurn 0 turns the pipelines made so far to dynamic offsets, same val
     Object.assign(backendTuning, saved);
     be.release(a);
   }
+});
+
+test('readAll gives what each read gives: f32 and i32 tensors, a view at an offset, odd lengths', {
+  skip,
+}, async () => {
+  const be = shared as WebGpuBackend;
+  const f = be.upload(
+    Float32Array.from({ length: 7 }, (_, i) => i / 3),
+    [7],
+  );
+  const ids = be.upload(Int32Array.from([5, -1, 9]), [3]);
+  const [, part] = be.split(
+    be.upload(
+      Float32Array.from({ length: 12 }, (_, i) => 10 + i),
+      [1, 12],
+    ),
+    [5, 7],
+  );
+  const tensors = [f, ids, part, ids];
+  const together = await be.readAll(tensors);
+  const alone = await Promise.all(tensors.map((t) => be.read(t)));
+  assert.deepEqual(together, alone);
+  assert.ok(together[1] instanceof Int32Array && together[2] instanceof Float32Array);
+  assert.deepEqual([...together[2]], [15, 16, 17, 18, 19, 20, 21]);
 });
