@@ -19,7 +19,7 @@ import { type InLayout, inBindings, inFits, inMemory, inWgsl } from './mambaBloc
 import { blockStepTuning } from './mambaBlockStep.ts';
 import { PlanCache } from './tuning.ts';
 
-const STORAGE_BUFFERS = 11; // mambaBlockIn's, scaled, with the separate conv state out
+const STORAGE_BUFFERS = 12; // mambaBlockIn's, scaled, with the separate conv state out
 
 interface Plan {
   shape: Block2Shape;
