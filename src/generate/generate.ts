@@ -62,9 +62,8 @@ export interface GenerateOptions extends SamplingOptions {
   from?: Snapshot;
   /**
    * Greedy decoding on the backend: steps recorded from ids the host has not read yet, beyond
-   * those being read (default: decodeSchedule's, 4 at batch ≤ 4, else 2).
-   * The GPU then runs them while the host reads, emits and records; a sequence's result is the
-   * same whatever the depth.
+   * those being read (default: decodeSchedule's, 4 at batch ≤ 4, else 2). The GPU then runs them
+   * while the host reads, emits and records; a sequence's result is the same whatever the depth.
    */
   lookahead?: number;
 }
@@ -253,13 +252,13 @@ export async function* generate(
   let newTokens = 0;
   // Greedy without a repetition penalty needs no logits on the host: the argmax runs on the backend
   // and only the ids come back (the first token still comes from the prompt's logits), those of
-  // up to `group` steps at once (decodeSchedule). The steps that read those ids are then recorded from them on
-  // the backend before the host has them (`inFlight`, up to `lookahead` beyond those being read),
-  // so the GPU runs them while the host waits for, reads and emits the ids before them. Each step writes the state after it into
-  // another state and keeps the one it read (`before`): a sequence that stops at the ids feeding
-  // a step in flight ends with that step's `before` (its last token pending), exactly as without
-  // the look-ahead; the other sequences go on from the step after (its ids are theirs), and the
-  // steps after that are dropped.
+  // up to `group` steps at once (decodeSchedule). The steps that read those ids are recorded from
+  // them on the backend before the host has them (`inFlight`, up to `lookahead` beyond those being
+  // read), so the GPU runs them while the host waits for, reads and emits the ids before them.
+  // Each step writes the state after it into another state and keeps the one it read (`before`):
+  // a sequence that stops at the ids feeding a step in flight ends with that step's `before` (its
+  // last token pending), exactly as without the look-ahead; the other sequences go on from the
+  // step after (its ids are theirs), and the steps after that are dropped.
   const onBackend = sequences.every(
     (s) => s.sampler.options.greedy && s.sampler.options.repetitionPenalty === 1,
   );
