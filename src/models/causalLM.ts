@@ -338,7 +338,9 @@ export class CausalLM {
     if (count !== state.batch) fail(`step: ${count} tokens for ${state.batch} sequences`);
     if (next && next.batch !== state.batch)
       fail(`step: a next state of ${next.batch} sequences for ${state.batch}`);
-    const into = this.blocks.every((block) => block.mixer.blockStep) ? next : undefined;
+    const into = this.blocks.every(({ mixer }) => mixer.blockStep && (mixer.stepsInto?.(count) ?? true))
+      ? next
+      : undefined;
     if (next && !into) {
       copyState(this.backend, next, state);
       return this.step(tokens, next);

@@ -66,6 +66,13 @@ export class Mamba2Mixer implements Mixer {
     return this.run(zxbcdt, state).out;
   }
 
+  /** Whether the backend's fused step took the last step at this batch size (it writes into next). */
+  private readonly fusedAt = new Map<number, boolean>();
+
+  stepsInto(batch: number): boolean {
+    return this.fusedAt.get(batch) ?? false;
+  }
+
   blockStep(
     hidden: Tensor,
     residual: Tensor | null,
@@ -103,6 +110,7 @@ export class Mamba2Mixer implements Mixer {
       statesOut: next,
       whole,
     });
+    this.fusedAt.set(hidden.shape[1], fused !== null && fused !== undefined);
     if (fused) return fused;
     // The ops: the input must be whole, as they make it (only a backend's fused steps make more).
     const [parts, b, l, d] = hidden.shape;

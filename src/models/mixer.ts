@@ -17,6 +17,12 @@ export interface Mixer {
   /** forward from in_proj's output (b, l, ·) on: forward = fromProjection(in_proj(hidden)). */
   fromProjection?(projected: Tensor, state: LayerState): Tensor;
   /**
+   * Whether blockStep advances the state into `next` without copying it at this batch size (absent:
+   * always). Where not, CausalLM.step copies the whole state once and steps in place, instead of
+   * each block copying its two tensors.
+   */
+  stepsInto?(batch: number): boolean;
+  /**
    * One decoding step of the whole pre-norm block (Backend.mambaBlockStep, mamba2BlockStep): the
    * block's input as P partial sums (P, b, 1, d), with the squares that scale them where the
    * previous block left some (Mamba-2), and the residual (b, 1, d) or null → the residual after the
